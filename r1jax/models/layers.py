@@ -28,7 +28,11 @@ class KeySeq:
   """
 
   def __init__(self, key):
-    self.key, self.count = key, 0
+    # XLA's RngBitGenerator: initialisers compile ~3x faster than with threefry on CPU, which
+    # dominates building small models; init quality is all that matters here.
+    data = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    data = jnp.concatenate([data, data ^ jnp.uint32(0x9E3779B9)])[:4]
+    self.key, self.count = jax.random.wrap_key_data(data, impl="unsafe_rbg"), 0
 
   def params(self):
     self.count += 1

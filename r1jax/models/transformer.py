@@ -15,6 +15,7 @@ from r1jax.models.attention import GQAAttention, MLAttention, write_rows
 from r1jax.models.config import ModelConfig
 from r1jax.models.layers import KeySeq, RMSNorm, SwiGLU, dtype_of, param
 from r1jax.models.moe import MoE
+from r1jax.parallel.sharding import constrain_batch
 
 
 class ModelOutput(NamedTuple):
@@ -79,7 +80,7 @@ class Transformer(nnx.Module):
       positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
     if segment_ids is None:
       segment_ids = jnp.ones((B, T), jnp.int32)
-    x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(dtype_of(cfg.dtype))
+    x = constrain_batch(jnp.take(self.embed_tokens[...], tokens, axis=0).astype(dtype_of(cfg.dtype)))
     cache_pos = None
     new_layers = []
     if cache is not None:
@@ -94,6 +95,7 @@ class Transformer(nnx.Module):
         x, layer_cache, aux = call(block, x, positions, segment_ids, layer_cache, cache_pos, write_index)
       else:
         x, layer_cache, aux = block(x, positions, segment_ids, layer_cache, cache_pos, write_index)
+      x = constrain_batch(x)
       new_layers.append(layer_cache)
       if aux is not None:
         loads.append(aux["load"])

@@ -114,3 +114,18 @@ def create_sharded_model(cfg, mesh: Mesh, seed: int = 0, rules: Mapping = RULES)
   from r1jax.models.transformer import Transformer
 
   return create_sharded(lambda: Transformer(cfg, rngs=nnx.Rngs(seed)), mesh, rules)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Activation constraint at block boundaries: batch over (data, fsdp, expert), rest replicated.
+
+  A no-op outside a mesh context (`jax.set_mesh`) or when the batch does not divide the axes
+  (e.g. decoding a single row), so model code can call it unconditionally.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names and mesh.shape[a] > 1)
+  if not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(axes, *([None] * (x.ndim - 1))))

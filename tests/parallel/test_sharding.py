@@ -43,33 +43,37 @@ def test_specs_follow_the_rules(tp_mesh):
   assert {s.data.shape for s in w.addressable_shards} == {(4, 96, 64)}
 
 
-@pytest.mark.parametrize("which", ["mesh", "tp_mesh"])
-def test_sharded_forward_and_grad_equal_unsharded(which, request):
-  mesh = request.getfixturevalue(which)
-  sharded = shd.create_sharded_model(CFG, mesh, seed=3)
-  plain = Transformer(CFG, rngs=nnx.Rngs(3))
+def _batch():
   rng = np.random.default_rng(0)
   tok = jnp.asarray(rng.integers(0, 256, (8, 16)))
   seg = jnp.asarray((np.arange(16)[None] < rng.integers(8, 17, (8, 1))).astype(np.int32))
+  return tok, seg
 
-  def loss(st, g):
-    out = nnx.merge(g, st)(tok, segment_ids=seg)
-    lp = jax.nn.log_softmax(out.logits)
-    return -(jnp.take_along_axis(lp[:, :-1], tok[:, 1:, None], -1)[..., 0] * seg[:, 1:]).mean()
 
-  results = []
-  for model, m in ((plain, None), (sharded, mesh)):
-    g, st = nnx.split(model)
-    f = jax.jit(jax.value_and_grad(lambda s: loss(s, g)))
-    if m is None:
-      results.append(f(st))
-    else:
-      with jax.set_mesh(m):
-        batch_sh = shd.batch_sharding(m)
-        tok_s = jax.device_put(tok, batch_sh)
-        assert tok_s.sharding.spec == P(("data", "fsdp", "expert"), None)
-        results.append(f(st))
-  (l0, g0), (l1, g1) = results
+def _loss(st, g, tok, seg):
+  out = nnx.merge(g, st)(tok, segment_ids=seg)
+  lp = jax.nn.log_softmax(out.logits)
+  return -(jnp.take_along_axis(lp[:, :-1], tok[:, 1:, None], -1)[..., 0] * seg[:, 1:]).mean()
+
+
+@pytest.fixture(scope="module")
+def unsharded_reference():
+  g, st = nnx.split(Transformer(CFG, rngs=nnx.Rngs(3)))
+  tok, seg = _batch()
+  return jax.jit(jax.value_and_grad(lambda s: _loss(s, g, tok, seg)))(st)
+
+
+@pytest.mark.parametrize("which", ["mesh", "tp_mesh"])
+def test_sharded_forward_and_grad_equal_unsharded(which, request, unsharded_reference):
+  mesh = request.getfixturevalue(which)
+  g, st = nnx.split(shd.create_sharded_model(CFG, mesh, seed=3))
+  tok, seg = _batch()
+  with jax.set_mesh(mesh):
+    tok = jax.device_put(tok, shd.batch_sharding(mesh))
+    seg = jax.device_put(seg, shd.batch_sharding(mesh))
+    assert tok.sharding.spec == P(("data", "fsdp", "expert"), None)
+    l1, g1 = jax.jit(jax.value_and_grad(lambda s: _loss(s, g, tok, seg)))(st)
+  l0, g0 = unsharded_reference
   np.testing.assert_allclose(float(l0), float(l1), rtol=1e-6)
   for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

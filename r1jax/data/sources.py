@@ -1,0 +1,320 @@
+"""Random-access record sources over JSONL, Parquet, ArrayRecord and in-memory lists.
+
+Every source *prescans* its file when built: each row is decoded and checked against the spec
+(`records.canonicalize`), and only the positions of good rows are kept. So
+
+- bad rows (malformed JSON, a missing or wrong-typed field, invalid UTF-8) are skipped, counted
+  and logged with file:line *before* training starts: counts are exact and deterministic, and a
+  bad row can never crash an epoch half way;
+- random access stays valid (index i is the i-th good row), which Grain's shuffle and per-process
+  slicing need;
+- once a file's skip fraction exceeds `spec.max_skip_fraction`, building fails with a `DataError`
+  naming the file, the counts and the first bad lines.
+
+A record is a dict of canonical fields plus `_loc` ("file:line") and `id` (default: `_loc`).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import re
+from typing import Any, Callable, Iterable, Sequence
+
+import grain
+import numpy as np
+
+from r1jax.data.records import DataError, DatasetSpec, canonicalize
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SourceStats:
+  """What a prescan found in one file (or, summed, in several)."""
+
+  name: str
+  rows: int = 0        # non-blank rows read
+  kept: int = 0
+  blank: int = 0       # whitespace-only lines (not records; not counted as bad)
+  skipped: int = 0
+  reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  first_bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (file:line, reason)
+
+  @property
+  def skip_fraction(self) -> float:
+    return self.skipped / self.rows if self.rows else 0.0
+
+  def as_dict(self) -> dict[str, Any]:
+    return {"name": self.name, "rows": self.rows, "kept": self.kept, "blank": self.blank,
+            "skipped": self.skipped, "skip_fraction": self.skip_fraction,
+            "reasons": dict(self.reasons)}
+
+
+class _Prescan:
+  """Accumulates good/bad rows of one file, logs the bad ones, enforces the threshold."""
+
+  def __init__(self, name: str, spec: DatasetSpec):
+    self.spec, self.stats = spec, SourceStats(name)
+
+  def bad(self, loc: str, reason: str) -> None:
+    st = self.stats
+    st.rows += 1
+    st.skipped += 1
+    st.reasons[re.split(r"[:(]", reason, maxsplit=1)[0].strip()] += 1
+    if len(st.first_bad) < 1000:
+      st.first_bad.append((loc, reason))
+    if st.skipped <= self.spec.max_logged_skips:
+      log.warning("%s: skipped bad record: %s", loc, reason)
+
+  def good(self) -> None:
+    self.stats.rows += 1
+    self.stats.kept += 1
+
+  def finish(self) -> SourceStats:
+    st = self.stats
+    if st.skipped > self.spec.max_logged_skips:
+      log.warning("%s: %d bad records in total (%d logged above); reasons: %s", st.name,
+                  st.skipped, self.spec.max_logged_skips, dict(st.reasons))
+    if st.skip_fraction > self.spec.max_skip_fraction:
+      shown = "\n".join(f"  {loc}: {why}" for loc, why in st.first_bad[:10])
+      raise DataError(
+          f"{st.name}: {st.skipped} of {st.rows} records are bad ({st.skip_fraction:.1%} > "
+          f"max_skip_fraction {self.spec.max_skip_fraction:.1%}); first bad lines:\n{shown}")
+    if st.kept == 0:
+      raise DataError(f"{st.name}: no usable records ({st.rows} rows, {st.blank} blank)")
+    return st
+
+
+def _finalize(rec: dict[str, Any], loc: str) -> dict[str, Any]:
+  rec["_loc"] = loc
+  rec.setdefault("id", loc)
+  return rec
+
+
+class JsonlSource(grain.sources.RandomAccessDataSource):
+  """JSON Lines with random access by byte offset (`os.pread`, so thread-safe reads)."""
+
+  def __init__(self, path: str, spec: DatasetSpec):
+    self.path, self.spec = os.fspath(path), spec
+    offsets, lengths, lines = [], [], []
+    scan = _Prescan(self.path, spec)
+    with open(self.path, "rb") as f:
+      offset = 0
+      for lineno, raw in enumerate(f, start=1):
+        size = len(raw)
+        if raw.strip():
+          parsed = _parse_json_line(raw)
+          rec = parsed if isinstance(parsed, str) else canonicalize(parsed, spec)
+          if isinstance(rec, str):
+            scan.bad(f"{self.path}:{lineno}", rec)
+          else:
+            scan.good()
+            offsets.append(offset)
+            lengths.append(size)
+            lines.append(lineno)
+        else:
+          scan.stats.blank += 1
+        offset += size
+    self.stats = scan.finish()
+    self._offsets = np.asarray(offsets, np.int64)
+    self._lengths = np.asarray(lengths, np.int64)
+    self._lines = np.asarray(lines, np.int64)
+    self._fd: int | None = None
+
+  def __len__(self) -> int:
+    return len(self._offsets)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    raw = os.pread(self._fd, int(self._lengths[index]), int(self._offsets[index]))
+    loc = f"{self.path}:{int(self._lines[index])}"
+    parsed = _parse_json_line(raw)
+    rec = parsed if isinstance(parsed, str) else canonicalize(parsed, self.spec)
+    if isinstance(rec, str):  # only if the file changed after the prescan
+      raise DataError(f"{loc}: record changed since the prescan: {rec}")
+    return _finalize(rec, loc)
+
+  def __getstate__(self):  # picklable for multiprocess workers: reopen the file there
+    state = dict(self.__dict__)
+    state["_fd"] = None
+    return state
+
+  def __del__(self):
+    if getattr(self, "_fd", None) is not None:
+      try:
+        os.close(self._fd)
+      except Exception:  # interpreter shutdown may have torn down `os` already
+        pass
+
+  def __repr__(self) -> str:
+    return f"JsonlSource({self.path!r}, {len(self)} records)"
+
+
+def _parse_json_line(raw: bytes) -> Any:
+  """bytes -> parsed JSON, or a reason string."""
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    return f"invalid UTF-8 ({e.reason} at byte {e.start})"
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    return f"malformed JSON: {e.msg} (column {e.colno})"
+
+
+class ParquetSource(grain.sources.RandomAccessDataSource):
+  """A Parquet file, read once into columns (the canonical fields only); 'line' = row number."""
+
+  def __init__(self, path: str, spec: DatasetSpec):
+    import pyarrow.parquet as pq
+
+    self.path, self.spec = os.fspath(path), spec
+    schema = pq.read_schema(self.path)
+    wanted = {spec.source_field(n) for n in
+              ("prompt", "answer", "response", "messages", "text", "chosen", "rejected", "label",
+               "task", "language", "id")}
+    columns = [c for c in schema.names if c in wanted]
+    table = pq.read_table(self.path, columns=columns)
+    data = {c: table.column(c).to_pylist() for c in columns}
+    scan = _Prescan(self.path, spec)
+    self._records: list[dict[str, Any]] = []
+    for row in range(table.num_rows):
+      raw = {c: data[c][row] for c in columns if data[c][row] is not None}
+      rec = canonicalize(raw, spec)
+      loc = f"{self.path}:row {row + 1}"
+      if isinstance(rec, str):
+        scan.bad(loc, rec)
+      else:
+        scan.good()
+        self._records.append(_finalize(rec, loc))
+    self.stats = scan.finish()
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return dict(self._records[index])
+
+  def __repr__(self) -> str:
+    return f"ParquetSource({self.path!r}, {len(self)} records)"
+
+
+class ArrayRecordSource(grain.sources.RandomAccessDataSource):
+  """ArrayRecord of UTF-8 JSON objects (one per record); 'line' = record number."""
+
+  def __init__(self, path: str, spec: DatasetSpec):
+    self.path, self.spec = os.fspath(path), spec
+    self._src = grain.sources.ArrayRecordDataSource([self.path])
+    scan = _Prescan(self.path, spec)
+    keep = []
+    for i in range(len(self._src)):
+      parsed = _parse_json_line(self._src[i])
+      rec = parsed if isinstance(parsed, str) else canonicalize(parsed, spec)
+      if isinstance(rec, str):
+        scan.bad(f"{self.path}:record {i + 1}", rec)
+      else:
+        scan.good()
+        keep.append(i)
+    self.stats = scan.finish()
+    self._index = np.asarray(keep, np.int64)
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    i = int(self._index[index])
+    loc = f"{self.path}:record {i + 1}"
+    parsed = _parse_json_line(self._src[i])
+    rec = parsed if isinstance(parsed, str) else canonicalize(parsed, self.spec)
+    if isinstance(rec, str):
+      raise DataError(f"{loc}: record changed since the prescan: {rec}")
+    return _finalize(rec, loc)
+
+  def __repr__(self) -> str:
+    return f"ArrayRecordSource({self.path!r}, {len(self)} records)"
+
+
+class InMemorySource(grain.sources.RandomAccessDataSource):
+  """A list of dicts (e.g. generated offline tasks), validated like a file; 'line' = list index."""
+
+  def __init__(self, rows: Sequence[Any], spec: DatasetSpec | None = None, name: str = "memory"):
+    self.spec = spec or DatasetSpec(paths=(name,), kind="rl")
+    self.name = name
+    scan = _Prescan(name, self.spec)
+    self._records = []
+    for i, row in enumerate(rows):
+      rec = canonicalize(row, self.spec)
+      loc = f"{name}:{i + 1}"
+      if isinstance(rec, str):
+        scan.bad(loc, rec)
+      else:
+        scan.good()
+        self._records.append(_finalize(rec, loc))
+    self.stats = scan.finish()
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return dict(self._records[index])
+
+  def __repr__(self) -> str:
+    return f"InMemorySource({self.name!r}, {len(self)} records)"
+
+
+class ConcatSource(grain.sources.RandomAccessDataSource):
+  """Several sources back to back (the files of one spec)."""
+
+  def __init__(self, sources: Sequence[grain.sources.RandomAccessDataSource]):
+    if not sources:
+      raise ValueError("ConcatSource: no sources")
+    self.sources = list(sources)
+    self._starts = np.cumsum([0] + [len(s) for s in self.sources])
+    self.stats = [s.stats for s in self.sources]
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    if not 0 <= index < len(self):
+      raise IndexError(index)
+    k = int(np.searchsorted(self._starts, index, side="right") - 1)
+    return self.sources[k][index - int(self._starts[k])]
+
+  def __repr__(self) -> str:
+    return f"ConcatSource({self.sources!r})"
+
+
+_OPENERS: dict[str, Callable[[str, DatasetSpec], grain.sources.RandomAccessDataSource]] = {
+    "jsonl": JsonlSource, "parquet": ParquetSource, "arrayrecord": ArrayRecordSource}
+
+
+def open_source(spec: DatasetSpec) -> grain.sources.RandomAccessDataSource:
+  """All files of a spec as one random-access source (prescanned; may raise DataError)."""
+  sources = []
+  for path in spec.paths:
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"data.spec.paths: {path} does not exist")
+    sources.append(_OPENERS[spec.format_of(path)](path, spec))
+  return sources[0] if len(sources) == 1 else ConcatSource(sources)
+
+
+def source_stats(source: Any) -> list[SourceStats]:
+  """The prescan statistics of a source (one entry per file)."""
+  st = getattr(source, "stats", [])
+  return list(st) if isinstance(st, list) else [st]
+
+
+def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
+  """Writes rows as JSON Lines (UTF-8, no ASCII escaping); returns the number written."""
+  n = 0
+  with open(path, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False))
+      f.write("\n")
+      n += 1
+  return n

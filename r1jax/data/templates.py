@@ -1,0 +1,134 @@
+"""Prompt templates: the R1-Zero template (paper Table 1), the R1 readable format, chat form.
+
+- `r1_zero`: Table 1 of DeepSeek-R1 (arXiv 2501.12948), verbatim, with the problem substituted
+  for "prompt". The response continues after "Assistant:" with `<think> … </think> <answer> …
+  </answer>`.
+- `r1`: the cold-start format of §2.3.1, reasoning then a readable summary,
+  `<think>\\n{reasoning}\\n</think>\\n\\n{summary}`, in chat form. The summary ends with the
+  final answer in `<answer>…</answer>` so the same rule-based verifiers grade both stages.
+- `chat`: instruction data (no reasoning), in chat form.
+- `raw`: the prompt text as is (pretraining text, pre-formatted data).
+
+Zero-shot by default: the paper reports that few-shot prompting degrades R1. Shots can be given in
+config (`template.shots = [{"prompt": …, "response": …}, …]`); they are rendered as earlier turns.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+from r1jax.data import chat
+from r1jax.data.chat import Segment
+
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+    "here </think> <answer> answer here </answer>. User: {prompt}. Assistant:")
+
+TEMPLATE_NAMES = ("r1_zero", "r1", "chat", "raw")
+
+
+def r1_zero_prompt(problem: str) -> str:
+  """Table 1 with the problem substituted (the only change to the paper's text)."""
+  return R1_ZERO_TEMPLATE.replace("{prompt}", problem)
+
+
+def r1_zero_response(reasoning: str, answer: str) -> str:
+  """An R1-Zero-format completion (what follows "Assistant:")."""
+  return f" <think> {reasoning} </think> <answer> {answer} </answer>"
+
+
+def r1_response(reasoning: str, summary: str, answer: str | None = None) -> str:
+  """The R1 readable format: reasoning in <think>, then a summary for the user (§2.3.1)."""
+  tail = f" <answer>{answer}</answer>" if answer is not None else ""
+  return f"<think>\n{reasoning}\n</think>\n\n{summary}{tail}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTemplate:
+  """Turns a problem (or a conversation) into model text; one object per training stage."""
+
+  name: str = "r1_zero"
+  chat_format: str = "plain"              # chat.py format for r1 / chat templates
+  system: str | None = None               # optional system message (chat forms)
+  generation_prefix: str = ""             # forced start of the answer, e.g. "<think>\n"
+  shots: tuple[tuple[str, str], ...] = ()  # (prompt, response) few-shot examples
+
+  def __post_init__(self):
+    if self.name not in TEMPLATE_NAMES:
+      raise ValueError(f"template.name: {self.name!r} is not one of {TEMPLATE_NAMES}")
+    chat.get_chat_format(self.chat_format)  # raises on an unknown name
+
+  # --- prompts for sampling --------------------------------------------------------------------
+  def prompt_text(self, problem: str) -> str:
+    """The text a policy continues from (RL rollouts, evaluation)."""
+    return "".join(s.text for s in self.prompt_segments(problem))
+
+  def prompt_segments(self, problem: str) -> list[Segment]:
+    if self.name == "raw":
+      return [Segment(problem + self.generation_prefix)]
+    if self.name == "r1_zero":
+      text = r1_zero_prompt(problem)
+      if self.shots:
+        head, tail = text.split("User: ", 1)
+        demos = "".join(f"User: {p}. Assistant:{_lead_space(r)}\n" for p, r in self.shots)
+        text = head + demos + "User: " + tail
+      return [Segment(text + self.generation_prefix)]
+    return chat.render_chat(self._messages(problem, None), self.chat_format,
+                            add_generation_prompt=True, generation_prefix=self.generation_prefix)
+
+  # --- SFT examples ----------------------------------------------------------------------------
+  def sft_segments(self, problem: str, response: str) -> list[Segment]:
+    """Prompt (no loss) + response (loss, ends with the turn end / EOS)."""
+    if self.name in ("raw", "r1_zero"):
+      prompt = self.prompt_text(problem)
+      body = response[len(self.generation_prefix):] if (
+          self.generation_prefix and response.startswith(self.generation_prefix)) else response
+      if self.name == "r1_zero":
+        body = _lead_space(body)
+      return [Segment(prompt), Segment(body, trainable=True, append_eos=True)]
+    segs = chat.render_chat(self._messages(problem, response), self.chat_format)
+    return segs
+
+  def chat_segments(self, messages: Sequence[Mapping[str, str]]) -> list[Segment]:
+    """A whole conversation (instruction data) in this template's chat format."""
+    msgs = list(messages)
+    if self.system is not None and msgs and msgs[0].get("role") != "system":
+      msgs = [{"role": "system", "content": self.system}] + msgs
+    return chat.render_chat(msgs, self.chat_format)
+
+  def _messages(self, problem: str, response: str | None) -> list[dict[str, str]]:
+    msgs: list[dict[str, str]] = []
+    if self.system is not None:
+      msgs.append({"role": "system", "content": self.system})
+    for p, r in self.shots:
+      msgs += [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+    msgs.append({"role": "user", "content": problem})
+    if response is not None:
+      msgs.append({"role": "assistant", "content": response})
+    return msgs
+
+
+def _lead_space(text: str) -> str:
+  """R1-Zero completions follow "Assistant:" after one space."""
+  return text if text.startswith((" ", "\n")) else " " + text
+
+
+def build_template(config: Mapping[str, Any] | Any | None = None) -> PromptTemplate:
+  """From a config mapping (or ConfigDict): name, chat_format, system, generation_prefix, shots."""
+  if config is None:
+    return PromptTemplate()
+  get = config.get if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
+  shots_cfg = get("shots", None) or ()
+  shots = []
+  for i, s in enumerate(shots_cfg):
+    if not (hasattr(s, "get") and isinstance(s.get("prompt"), str)
+            and isinstance(s.get("response"), str)):
+      raise ValueError(f"template.shots[{i}]: expected {{'prompt': str, 'response': str}}")
+    shots.append((s.get("prompt"), s.get("response")))
+  return PromptTemplate(
+      name=get("name", "r1_zero"), chat_format=get("chat_format", "plain"),
+      system=get("system", None), generation_prefix=get("generation_prefix", "") or "",
+      shots=tuple(shots))

@@ -1,0 +1,268 @@
+"""Evaluation results: one `EvalResult` per (benchmark, checkpoint/stage), JSON files, and a
+Markdown table with one column per checkpoint/stage, like the paper's Table 3.
+
+Metrics are stored as fractions in [0, 1] and shown in the table as percentages with one
+decimal; a metric a checkpoint was not evaluated on shows as "–".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from r1jax.eval import metrics
+
+FORMAT = "r1jax.eval/v1"
+MISSING = "–"
+
+
+@dataclasses.dataclass
+class EvalResult:
+  """Scores of one checkpoint/stage (`label`) on one benchmark.
+
+  pass_at_1: mean correctness over `k` samples per problem; cons_at_k: majority vote over those
+  k; pass_at_k: {k': unbiased pass@k'}; mean_length: mean response length in tokens.
+  """
+  benchmark: str
+  label: str
+  pass_at_1: float
+  num_problems: int
+  k: int
+  cons_at_k: float | None = None
+  pass_at_k: dict[int, float] = dataclasses.field(default_factory=dict)
+  mean_length: float | None = None
+  temperature: float | None = 0.6
+  top_p: float | None = 0.95
+  max_new_tokens: int | None = None
+  extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    where = f"EvalResult({self.benchmark!r}, {self.label!r})"
+    for name in ("benchmark", "label"):
+      if not isinstance(getattr(self, name), str) or not getattr(self, name):
+        raise ValueError(f"{where}: {name} must be a non-empty string, got "
+                         f"{getattr(self, name)!r}")
+    for name in ("num_problems", "k"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{where}: {name} must be an int, got {value!r}")
+      setattr(self, name, int(value))
+    if self.num_problems < 0 or self.k < 1:
+      raise ValueError(f"{where}: need num_problems >= 0 and k >= 1, got "
+                       f"num_problems={self.num_problems}, k={self.k}")
+    self.pass_at_1 = _fraction(where, "pass_at_1", self.pass_at_1)
+    if self.cons_at_k is not None:
+      self.cons_at_k = _fraction(where, "cons_at_k", self.cons_at_k)
+    pass_at_k = {}
+    for key, value in dict(self.pass_at_k).items():
+      kk = _k_key(where, key)
+      if kk > self.k:
+        raise ValueError(f"{where}: pass_at_k has k={kk} > the k={self.k} samples drawn")
+      pass_at_k[kk] = _fraction(where, f"pass_at_k[{kk}]", value)
+    self.pass_at_k = dict(sorted(pass_at_k.items()))
+    if self.mean_length is not None:
+      self.mean_length = float(self.mean_length)
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready dict (pass_at_k keys become strings, as JSON requires)."""
+    out = dataclasses.asdict(self)
+    out["pass_at_k"] = {str(k): v for k, v in self.pass_at_k.items()}
+    return out
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any], where: str = "EvalResult") -> "EvalResult":
+    """Inverse of `to_dict`; errors name `where` and the missing or unknown field."""
+    if not isinstance(data, Mapping):
+      raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+      raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+      raise ValueError(f"{where}: missing field(s) {missing}")
+    try:
+      return cls(**data)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{where}: {e}") from None
+
+
+def _fraction(where: str, name: str, value: Any) -> float:
+  try:
+    f = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
+  if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+    raise ValueError(f"{where}: {name} must be a fraction in [0, 1], got {f}")
+  return f
+
+
+def _k_key(where: str, key: Any) -> int:
+  text = str(key).removeprefix("pass@")
+  if isinstance(key, bool) or not text.isdigit() or int(text) < 1:
+    raise ValueError(f"{where}: pass_at_k keys must be positive ints, got {key!r}")
+  return int(text)
+
+
+def result_from_samples(benchmark: str, label: str, correct: Any, *,
+                        answers: Sequence[Sequence[str | None]] | None = None,
+                        gold: Sequence[Any] | None = None,
+                        lengths: Any = None, ks: Sequence[int] | None = None,
+                        equivalent: metrics.Equivalence | None = None,
+                        is_correct: Callable[[str, Any], bool] | None = None,
+                        **fields: Any) -> EvalResult:
+  """Builds an EvalResult from per-sample outcomes.
+
+  correct: bool [P, k]; answers/gold (both or neither): extracted answers for cons@k;
+  lengths: response lengths [P, k] (tokens); ks: pass@k values to report (default 1 and k).
+  Extra keyword arguments (temperature, top_p, max_new_tokens, extra) pass through.
+  """
+  correct = np.asarray(correct)
+  if correct.ndim != 2:
+    raise ValueError(f"result_from_samples({benchmark!r}, {label!r}): correct must be "
+                     f"[problems, samples], got shape {correct.shape}")
+  num_problems, k = correct.shape
+  if (answers is None) != (gold is None):
+    raise ValueError(f"result_from_samples({benchmark!r}, {label!r}): cons@k needs both "
+                     f"answers and gold")
+  cons = None
+  if answers is not None:
+    if len(answers) != num_problems or any(len(a) != k for a in answers):
+      raise ValueError(f"result_from_samples({benchmark!r}, {label!r}): answers must be "
+                       f"{num_problems} lists of {k}, like correct")
+    cons = metrics.cons_at_k(answers, gold, equivalent=equivalent, is_correct=is_correct)
+  ks = sorted({1, k} if ks is None else {int(x) for x in ks})
+  mean_length = None
+  if lengths is not None:
+    mean_length = metrics.response_length_stats(lengths)["mean"]
+  return EvalResult(benchmark=benchmark, label=label,
+                    pass_at_1=metrics.pass_at_1_mean(correct), num_problems=num_problems, k=k,
+                    cons_at_k=cons, pass_at_k=metrics.mean_pass_at_k(correct, ks),
+                    mean_length=mean_length, **fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def write_json(results: Sequence[EvalResult], path: str | os.PathLike) -> str:
+  """Writes `results` atomically (temp file + rename) as {"format", "results": [...]}."""
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  payload = {"format": FORMAT, "results": [r.to_dict() for r in results]}
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(payload, f, indent=2, ensure_ascii=False)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def load_json(path: str | os.PathLike) -> list[EvalResult]:
+  """Reads a file written by `write_json` (or a bare list of result objects)."""
+  path = os.fspath(path)
+  with open(path) as f:
+    try:
+      payload = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+  if isinstance(payload, Mapping):
+    if payload.get("format", FORMAT) != FORMAT:
+      raise ValueError(f"{path}: format {payload.get('format')!r} is not {FORMAT!r}")
+    if "results" not in payload:
+      raise ValueError(f"{path}: no 'results' list")
+    payload = payload["results"]
+  if not isinstance(payload, list):
+    raise ValueError(f"{path}: 'results' must be a list, got {type(payload).__name__}")
+  return [EvalResult.from_dict(row, where=f"{path}: results[{i}]")
+          for i, row in enumerate(payload)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _cell(text: str) -> str:
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _percent(value: float | None) -> str:
+  return MISSING if value is None else f"{100.0 * value:.1f}"
+
+
+def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None = None, *,
+                   include_pass_at_k: bool = True, include_length: bool = False) -> str:
+  """A Markdown table: one row per (benchmark, metric), one column per checkpoint/stage.
+
+  Columns follow `labels` (default: order of first appearance in `results`). Rows, per
+  benchmark in order of first appearance: "(pass@1)", "(cons@k)" for each k evaluated,
+  "(pass@k)" for each k > 1 reported, and, with include_length, "(mean length)" in tokens.
+  Values are percentages with one decimal; missing entries are "–".
+  """
+  if not results:
+    raise ValueError("markdown_table: no results")
+  cells: dict[tuple[str, str], EvalResult] = {}
+  benchmarks: list[str] = []
+  for r in results:
+    if (r.benchmark, r.label) in cells:
+      raise ValueError(f"markdown_table: two results for benchmark {r.benchmark!r}, "
+                       f"label {r.label!r}")
+    cells[(r.benchmark, r.label)] = r
+    if r.benchmark not in benchmarks:
+      benchmarks.append(r.benchmark)
+  seen_labels = list(dict.fromkeys(r.label for r in results))
+  if labels is None:
+    labels = seen_labels
+  else:
+    labels = list(labels)
+    if len(set(labels)) != len(labels):
+      raise ValueError(f"markdown_table: repeated labels in {labels}")
+    unknown = [label for label in labels if label not in seen_labels]
+    if unknown:
+      raise ValueError(f"markdown_table: labels {unknown} have no results; known: {seen_labels}")
+
+  rows: list[list[str]] = []
+  for bench in benchmarks:
+    column = [cells.get((bench, label)) for label in labels]
+    present = [r for r in column if r is not None]
+    rows.append([f"{bench} (pass@1)"] + [_percent(r.pass_at_1 if r else None) for r in column])
+    for k in sorted({r.k for r in present if r.cons_at_k is not None}):
+      rows.append([f"{bench} (cons@{k})"] + [
+          _percent(r.cons_at_k if r is not None and r.k == k else None) for r in column])
+    if include_pass_at_k:
+      for k in sorted({kk for r in present for kk in r.pass_at_k if kk > 1}):
+        rows.append([f"{bench} (pass@{k})"] + [
+            _percent(r.pass_at_k.get(k) if r is not None else None) for r in column])
+    if include_length and any(r.mean_length is not None for r in present):
+      rows.append([f"{bench} (mean length)"] + [
+          MISSING if r is None or r.mean_length is None else f"{r.mean_length:.0f}"
+          for r in column])
+
+  header = ["Benchmark (Metric)"] + list(labels)
+  lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+           "|" + "|".join([" --- "] + [" ---: "] * len(labels)) + "|"]
+  lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def write_markdown(results: Sequence[EvalResult], path: str | os.PathLike,
+                   labels: Sequence[str] | None = None, **options: Any) -> str:
+  """Writes `markdown_table(results, labels, **options)` to `path`; returns the path."""
+  path = os.fspath(path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(markdown_table(results, labels, **options))
+  return path
