@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 AttentionKind = Literal["gqa", "mla"]
 RouterScore = Literal["softmax", "sigmoid"]
-MoEBackend = Literal["sort", "ragged", "dense"]
+MoEBackend = Literal["blocks", "sort", "ragged", "dense"]
 RematPolicy = Literal["none", "full", "dots"]
 
 
@@ -74,8 +74,9 @@ class ModelConfig:
   topk_group: int = 1
   router_bias: bool = False  # DeepSeek-V3 e_score_correction_bias (state, not a Param)
   seq_aux_loss_coef: float = 0.0  # DeepSeek-V3 sequence-wise balance loss weight
-  moe_backend: MoEBackend = "sort"
-  capacity_factor: Optional[float] = None  # None = dropless
+  moe_backend: MoEBackend = "blocks"
+  moe_block_size: int = 64  # rows per block of the "blocks" backend
+  capacity_factor: Optional[float] = None  # "sort" backend only; None = dropless (C = tokens)
   # --- numerics / memory ---
   param_dtype: str = "float32"
   dtype: str = "float32"  # activations
@@ -148,7 +149,8 @@ def validate(c: ModelConfig) -> None:
       _check(1 <= c.topk_group <= c.n_group, "topk_group", f"must be in [1, n_group={c.n_group}]")
       _check(c.n_experts_per_tok <= c.topk_group * c.n_routed_experts // c.n_group, "topk_group",
              "kept groups hold fewer experts than n_experts_per_tok")
-    _check(c.moe_backend in ("sort", "ragged", "dense"), "moe_backend", f"got {c.moe_backend!r}")
+    _check(c.moe_backend in ("blocks", "sort", "ragged", "dense"), "moe_backend", f"got {c.moe_backend!r}")
+    _check(c.moe_block_size > 0, "moe_block_size", f"must be > 0, got {c.moe_block_size}")
     _check(c.capacity_factor is None or c.capacity_factor > 0, "capacity_factor", "must be > 0 or None")
   _check(c.remat in ("none", "full", "dots"), "remat", f"got {c.remat!r}")
   for f in ("param_dtype", "dtype"):

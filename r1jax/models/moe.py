@@ -5,6 +5,10 @@ limit), shared experts, and three dispatch backends behind `dispatch`:
             gather back. Dropless when capacity_factor is None (C = number of tokens, since a token
             picks an expert at most once); otherwise C = ceil(cf * N * K / E) and overflow is dropped
             and counted. Fast on CPU.
+- "blocks": argsort, pad each expert's rows to a multiple of a block (`moe_block_size`), and run
+            one batched einsum over blocks with each block's expert weights gathered: dropless,
+            and only the routed tokens (plus < one block per expert of padding) are computed.
+            The CPU default; weight gathering makes it a poor fit for very large experts.
 - "ragged": argsort + `jax.lax.ragged_dot` grouped matmuls; dropless, for TPU/GPU.
 - "dense":  every expert on every token, masked combine; the numerical oracle for tests.
 """
@@ -53,7 +57,25 @@ def _swiglu(x, wg, wu, wd):
   return jnp.einsum("ecf,efd->ecd", h, wd)
 
 
-def dispatch(x, routing: Routing, wg, wu, wd, token_mask, *, backend: str, capacity_factor=None):
+def _blocks(xs, s_e, counts, wg, wu, wd, block: int):
+  """Dropless grouped SwiGLU on expert-sorted rows xs [R0, D] (sentinel expert E sorted last)."""
+  R0, D = xs.shape
+  E = wg.shape[0]
+  sizes = counts[:E]
+  padded = (sizes + block - 1) // block * block
+  pstart = jnp.cumsum(padded) - padded
+  start = jnp.cumsum(sizes) - sizes
+  R = -(-(R0 + E * (block - 1)) // block) * block  # static bound on the padded row count
+  e_clip = jnp.minimum(s_e, E - 1)
+  dest = jnp.where(s_e < E, pstart[e_clip] + jnp.arange(R0, dtype=jnp.int32) - start[e_clip], R)
+  xp = jnp.zeros((R, D), xs.dtype).at[dest].set(xs, mode="drop").reshape(R // block, block, D)
+  e_blk = jnp.minimum(jnp.searchsorted(jnp.cumsum(padded), jnp.arange(R // block) * block, side="right"), E - 1)
+  h = jax.nn.silu(jnp.einsum("bnd,bdf->bnf", xp, wg[e_blk])) * jnp.einsum("bnd,bdf->bnf", xp, wu[e_blk])
+  yp = jnp.einsum("bnf,bfd->bnd", h, wd[e_blk]).reshape(R, D)
+  return jnp.where((s_e < E)[:, None], yp[jnp.minimum(dest, R - 1)], 0)
+
+
+def dispatch(x, routing: Routing, wg, wu, wd, token_mask, *, backend: str, capacity_factor=None, block: int = 64):
   """x: [N, D]; expert weights wg/wu: [E, D, F], wd: [E, F, D]; token_mask: [N] bool.
 
   Returns (y [N, D], dropped assignments count). Masked (padding) tokens are sent to a sentinel
@@ -79,6 +101,9 @@ def dispatch(x, routing: Routing, wg, wu, wd, token_mask, *, backend: str, capac
     h = jax.nn.silu(jax.lax.ragged_dot(xs, wg, gs)) * jax.lax.ragged_dot(xs, wu, gs)
     out = jax.lax.ragged_dot(h, wd, gs)  # rows past sum(gs) (sentinel) come back as zeros
     out = jnp.where((s_e < E)[:, None], out, 0)
+    dropped = jnp.int32(0)
+  elif backend == "blocks":
+    out = _blocks(xs, s_e, counts, wg, wu, wd, block)
     dropped = jnp.int32(0)
   else:
     C = N if capacity_factor is None else max(1, min(N, math.ceil(capacity_factor * N * K / E)))
@@ -135,7 +160,7 @@ class MoE(nnx.Module):
     mask = token_mask.reshape(-1)
     y, dropped = dispatch(xf.astype(dt), r, self.w_gate[...].astype(dt), self.w_up[...].astype(dt),
                           self.w_down[...].astype(dt), mask, backend=cfg.moe_backend,
-                          capacity_factor=cfg.capacity_factor)
+                          capacity_factor=cfg.capacity_factor, block=cfg.moe_block_size)
     y = y.reshape(B, T, D)
     if self.shared_experts is not None:
       y = y + self.shared_experts(x)

@@ -49,7 +49,7 @@ def test_route_matches_numpy_and_bias_only_chooses():
   assert all(len(set(g)) <= CFG.topk_group for g in groups)
 
 
-@pytest.mark.parametrize("backend,cf", [("sort", None), ("ragged", None), ("sort", 8.0)])
+@pytest.mark.parametrize("backend,cf", [("blocks", None), ("sort", None), ("ragged", None), ("sort", 8.0)])
 def test_backends_equal_dense_oracle(backend, cf):
   rng = np.random.default_rng(1)
   N, D, F, E = 40, 32, 16, 8
@@ -59,12 +59,12 @@ def test_backends_equal_dense_oracle(backend, cf):
   r = route(jnp.asarray(rng.normal(size=(N, E)), jnp.float32), CFG)
   mask = jnp.asarray(rng.random(N) > 0.2)
   ref, _ = dispatch(x, r, wg, wu, wd, mask, backend="dense")
-  out, dropped = dispatch(x, r, wg, wu, wd, mask, backend=backend, capacity_factor=cf)
+  out, dropped = dispatch(x, r, wg, wu, wd, mask, backend=backend, capacity_factor=cf, block=4)  # several blocks per expert
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
   assert int(dropped) == 0
   assert np.all(np.asarray(out)[~np.asarray(mask)] == 0)  # padding tokens produce nothing
   # gradients agree too
-  f = lambda be: lambda a, b, c, d: (dispatch(a, r, b, c, d, mask, backend=be, capacity_factor=cf)[0] ** 2).sum()
+  f = lambda be: lambda a, b, c, d: (dispatch(a, r, b, c, d, mask, backend=be, capacity_factor=cf, block=4)[0] ** 2).sum()
   g_ref = jax.jit(jax.grad(f("dense"), argnums=(0, 1, 2, 3)))(x, wg, wu, wd)
   g = jax.jit(jax.grad(f(backend), argnums=(0, 1, 2, 3)))(x, wg, wu, wd)
   for a, b in zip(g, g_ref):
