@@ -43,6 +43,8 @@ BUILTIN_MODULES: dict[str, str] = {
     "language": "r1jax.rewards.language",
     "accuracy": "r1jax.rewards.combine",
     "code": "r1jax.rewards.code",
+    "helpfulness_rm": "r1jax.rewards.model",
+    "safety_rm": "r1jax.rewards.model",
 }
 
 

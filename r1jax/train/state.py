@@ -1,0 +1,92 @@
+"""Train state, optimizer and the pieces every stage's step shares.
+
+The model is split into (graphdef, params, extra): `params` are the nnx.Param leaves the optimizer
+updates; `extra` is every other Variable (the DeepSeek router correction bias), updated by its own
+rule from globally summed expert loads, never by the optimizer.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from r1jax.models.moe import update_router_bias
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  params: Any  # nnx.State of nnx.Param
+  extra: Any  # nnx.State of the remaining Variables (router bias)
+  opt_state: Any
+  rng: jax.Array
+
+
+def split_model(model: nnx.Module):
+  """(graphdef, params, extra)."""
+  return nnx.split(model, nnx.Param, ...)
+
+
+def merge(graphdef, params, extra) -> nnx.Module:
+  return nnx.merge(graphdef, params, extra)
+
+
+def learning_rate_schedule(c: Mapping[str, Any]) -> optax.Schedule:
+  lr, warmup, total = float(c["learning_rate"]), int(c.get("warmup_steps", 0)), int(c.get("total_steps", 1))
+  kind = c.get("schedule", "cosine")
+  if kind == "constant":
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)],
+                                [max(warmup, 1)]) if warmup else optax.constant_schedule(lr)
+  if kind == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, warmup + 1),
+                                              end_value=lr * float(c.get("final_lr_fraction", 0.1)))
+  raise ValueError(f"optim.schedule: unknown schedule {kind!r} (cosine, constant)")
+
+
+def make_optimizer(c: Mapping[str, Any]) -> optax.GradientTransformation:
+  """AdamW with warmup + cosine (or constant) and global-norm clipping, from an `optim` config."""
+  return optax.chain(
+      optax.clip_by_global_norm(float(c.get("grad_clip", 1.0))),
+      optax.adamw(learning_rate_schedule(c), b1=float(c.get("b1", 0.9)), b2=float(c.get("b2", 0.95)),
+                  eps=float(c.get("eps", 1e-8)), weight_decay=float(c.get("weight_decay", 0.0))),
+  )
+
+
+def init_train_state(params, extra, tx: optax.GradientTransformation, seed: int = 0) -> TrainState:
+  opt_state = jax.jit(tx.init)(params)  # jit keeps the optimizer state on the parameters' shardings
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, extra=extra, opt_state=opt_state,
+                    rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def update_router_biases(graphdef, params, extra, loads: jax.Array, rate: float):
+  """Aux-loss-free balancing of every MoE layer's correction bias from its [E] load counts.
+
+  loads: [n_moe_layers, E] summed over the whole global batch (what the model's aux returns
+  inside a jitted step over global arrays).
+  """
+  if rate == 0 or loads.shape[0] == 0:
+    return extra
+  model = nnx.merge(graphdef, params, extra)
+  for k, i in enumerate(model.cfg.moe_layer_ids):
+    b = model.layers[i].mlp.e_score_correction_bias
+    if b is not None:
+      b[...] = update_router_bias(b[...], loads[k], rate)
+  _, _, new_extra = nnx.split(model, nnx.Param, ...)
+  return new_extra
+
+
+def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation):
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), optax.tree.norm(grads)
+
+
+def microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
+  """[B, ...] -> [n, B/n, ...] for a scan over gradient-accumulation steps."""
+  def split(x):
+    if x.shape[0] % n:
+      raise ValueError(f"batch size {x.shape[0]} is not divisible by grad_accum_steps={n}")
+    return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+  return {k: split(v) for k, v in batch.items()}
