@@ -103,7 +103,9 @@ def dispatch(x, routing: Routing, wg, wu, wd, token_mask, *, backend: str, capac
     out = jnp.where((s_e < E)[:, None], out, 0)
     dropped = jnp.int32(0)
   elif backend == "blocks":
-    out = _blocks(xs, s_e, counts, wg, wu, wd, block)
+    # Blocks no larger than an expert's fair share of rows: small batches (decode) pad little.
+    fair = -(-N * K // E)
+    out = _blocks(xs, s_e, counts, wg, wu, wd, max(1, min(block, 1 << (fair - 1).bit_length())))
     dropped = jnp.int32(0)
   else:
     C = N if capacity_factor is None else max(1, min(N, math.ceil(capacity_factor * N * K / E)))

@@ -1,0 +1,3 @@
+from r1jax.cli import run
+
+run()

@@ -1,0 +1,57 @@
+"""Evaluate a policy on held-out problems: k samples per question (T = 0.6, top-p 0.95 by default),
+pass@1 averaged over the k, cons@k majority vote, unbiased pass@k, mean response length."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from r1jax.eval.metrics import cluster_answers, mean_pass_at_k, pass_at_1_mean
+from r1jax.eval.report import EvalResult
+from r1jax.rewards.extract import final_answer
+from r1jax.sampling import SamplingParams
+
+
+def evaluate_policy(sampler, params, tokenizer, records: Sequence[dict], *, benchmark: str, label: str,
+                    grade: Callable[[Sequence[str], Sequence, Sequence[dict]], np.ndarray], k: int = 4,
+                    temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 256,
+                    stop_token_ids: Sequence[int] = (), seed: int = 0, batch_prompts: int = 64,
+                    prompt_fn: Optional[Callable[[dict], str]] = None) -> EvalResult:
+  """records: dicts with 'prompt' (already templated unless prompt_fn is given), 'answer', metadata.
+
+  `grade(texts, answers, metadata) -> [N] scores in [0, 1]` (the accuracy reward).
+  """
+  correct_rows, answer_rows, lengths = [], [], []
+  for start in range(0, len(records), batch_prompts):
+    chunk = records[start:start + batch_prompts]
+    prompts = [tokenizer.encode(prompt_fn(r) if prompt_fn else r["prompt"]) for r in chunk]
+    sp = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                        stop_token_ids=tuple(stop_token_ids), seed=seed + start, n=k)
+    gen = sampler.generate(params, prompts, sp)
+    texts = [tokenizer.decode(c) for c in gen.completions()]
+    idx = np.asarray(gen.prompt_index)
+    scores = np.asarray(grade(texts, [chunk[i]["answer"] for i in idx], [chunk[i] for i in idx]), np.float32)
+    for q in range(len(chunk)):
+      rows = np.nonzero(idx == q)[0]
+      correct_rows.append(scores[rows] >= 0.5)
+      answer_rows.append([final_answer(texts[r]) for r in rows])
+    lengths.extend(gen.lengths.tolist())
+  correct = np.asarray(correct_rows, np.float32)  # [P, k]
+  # cons@k: majority answer per question; it is right iff a sample with that answer was graded right.
+  cons = []
+  for ans, ok in zip(answer_rows, correct_rows):
+    cons.append(_majority_correct(ans, ok))
+  pass_k = mean_pass_at_k(correct, [kk for kk in (1, 2, 4, 8, 16, 32, 64) if kk <= k])
+  return EvalResult(benchmark=benchmark, label=label, pass_at_1=float(pass_at_1_mean(correct)),
+                    num_problems=len(records), k=k, cons_at_k=float(np.mean(cons)) if cons else None,
+                    pass_at_k={kk: float(v) for kk, v in pass_k.items()}, mean_length=float(np.mean(lengths)),
+                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+
+def _majority_correct(answers: Sequence[Optional[str]], correct: np.ndarray) -> float:
+
+  clusters = [c for c in cluster_answers(list(answers)) if answers[c[0]] is not None]
+  if not clusters:
+    return 0.0
+  best = max(clusters, key=len)  # first-seen wins ties (max keeps the first maximum)
+  return float(bool(correct[best[0]]))

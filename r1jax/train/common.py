@@ -1,0 +1,172 @@
+"""What every stage runner shares: mesh, tokenizer, policy initialisation, task rewards, export.
+
+Stages hand over through HF-format exports: a stage ends by writing `<workdir>/final/`
+(config.json + safetensors + tokenizer), and the next stage's `model.init_from` points there (or
+at any Hugging Face checkpoint directory), so every stage boundary is also a servable artifact.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any, Optional
+
+import jax
+from flax import nnx
+
+from r1jax.models.presets import get_preset
+from r1jax.parallel import sharding as shd
+from r1jax.parallel.mesh import init_distributed, make_mesh
+
+log = logging.getLogger(__name__)
+
+FINAL = "final"
+TOKENIZER_FILE = "tokenizer.model"
+
+
+def start_distributed(cfg) -> None:
+  """Multi-host: must run before anything touches a JAX device. num_processes 0 = discover (TPU
+  VMs); > 1 = explicit coordinator / process id (GPU hosts); 1 = single process."""
+  dist = cfg.get("distributed", None)
+  if dist is None:
+    return
+  n = int(dist.get("num_processes", 1))
+  if n == 0:
+    init_distributed()
+  elif n > 1:
+    init_distributed(dist.get("coordinator_address") or None, n, int(dist.get("process_id", 0)))
+
+
+def build_mesh(cfg) -> jax.sharding.Mesh:
+  shape = dict(cfg.mesh) if cfg.get("mesh") else {"fsdp": -1}
+  return make_mesh(shape)
+
+
+def load_tokenizer(cfg, workdir: Optional[str] = None):
+  """cfg.tokenizer.path: a sentencepiece .model, a tokenizer.json, or a directory holding one; or
+  cfg.model.init_from's tokenizer when path is empty; or, with tokenizer.train_corpus set, a
+  sentencepiece model trained in-process on that synthetic corpus (saved in the workdir)."""
+  from r1jax.data.tokenizer import load_tokenizer as load
+
+  path = cfg.tokenizer.get("path", "") if cfg.get("tokenizer") else ""
+  if not path and cfg.model.get("init_from"):
+    path = cfg.model.init_from
+  if not path and cfg.tokenizer.get("train_corpus") and workdir:
+    path = train_tokenizer(cfg.tokenizer, workdir)
+    with cfg.tokenizer.unlocked() if hasattr(cfg.tokenizer, "unlocked") else _null():
+      cfg.tokenizer.path = path
+  if not path:
+    raise ValueError("config.tokenizer.path: no tokenizer given (and model.init_from has none)")
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, TOKENIZER_FILE)):
+    path = os.path.join(path, TOKENIZER_FILE)
+  return load(path)
+
+
+def train_tokenizer(tcfg, workdir: str) -> str:
+  """Trains (once) a sentencepiece tokenizer on a synthetic corpus; returns the .model path."""
+  from r1jax.data.tasks import corpora
+  from r1jax.data.tokenizer import train_sentencepiece
+
+  path = os.path.join(workdir, TOKENIZER_FILE)
+  if not os.path.exists(path) and jax.process_index() == 0:
+    lines = []
+    for name in str(tcfg.train_corpus).split(","):
+      for rec in getattr(corpora, f"{name.strip()}_corpus")(seed=int(tcfg.get("seed", 0))):
+        lines.extend(str(v) for k, v in rec.items() if isinstance(v, str) and k not in ("id", "task", "language"))
+    tok = train_sentencepiece(lines, vocab_size=int(tcfg.vocab_size))
+    os.makedirs(workdir, exist_ok=True)
+    tok.save(path + ".tmp")
+    os.replace(path + ".tmp", path)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("tokenizer trained")
+  return path
+
+
+def model_overrides(cfg) -> dict[str, Any]:
+  return dict(cfg.model.get("overrides", {}) or {})
+
+
+def init_policy(cfg, mesh, vocab_size: Optional[int] = None):
+  """A sharded policy: from model.init_from (HF-format dir) or a random `model.preset`."""
+  from r1jax.convert.hf import load_hf_model
+
+  m = cfg.model
+  if m.get("init_from"):
+    _, model = load_hf_model(m.init_from, mesh=mesh, **model_overrides(cfg))
+    return model
+  overrides = model_overrides(cfg)
+  if vocab_size is not None and "vocab_size" not in overrides:
+    overrides["vocab_size"] = vocab_size
+  mcfg = get_preset(m.preset, **overrides)
+  return shd.create_sharded_model(mcfg, mesh, seed=int(cfg.get("seed", 0)))
+
+
+def register_task_rewards() -> None:
+  """Offline reasoning tasks grade through the accuracy reward's per-task routing."""
+  from r1jax.data import tasks
+  from r1jax.rewards import registry
+
+  for name, module in tasks.REASONING_TASKS.items():
+    registry.register_item_verifier(name, module.verify)
+
+
+def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str) -> str:
+  """Writes <workdir>/final (HF layout + tokenizer) atomically; only process 0 writes."""
+  from r1jax.convert.hf import save_hf_model
+
+  out = os.path.join(workdir, FINAL)
+  if jax.process_index() != 0:
+    return out
+  tmp = out + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  save_hf_model(model, tmp)
+  if tokenizer_path:
+    src = tokenizer_path
+    if os.path.isdir(src):
+      src = os.path.join(src, TOKENIZER_FILE)
+    if os.path.exists(src):
+      shutil.copy(src, os.path.join(tmp, os.path.basename(src)))
+  shutil.rmtree(out, ignore_errors=True)
+  os.replace(tmp, out)
+  return out
+
+
+def tokenizer_source(cfg) -> Optional[str]:
+  path = cfg.tokenizer.get("path", "") if cfg.get("tokenizer") else ""
+  return path or cfg.model.get("init_from") or None
+
+
+def resolve_offline_corpus(data_cfg, workdir: str) -> None:
+  """`data.corpus = "cold_start"` (any name of data.tasks.corpora) writes that synthetic corpus to
+  <workdir>/data/<name>.jsonl once and points `data.spec.paths` at it (no download needed)."""
+  name = data_cfg.get("corpus", "")
+  if not name or data_cfg.spec.paths:
+    return
+  from r1jax.data.sources import write_jsonl
+  from r1jax.data.tasks import corpora
+
+  make = getattr(corpora, f"{name}_corpus", None)
+  if make is None:
+    raise ValueError(f"config.data.corpus: unknown corpus {name!r}")
+  path = os.path.join(workdir, "data", f"{name}.jsonl")
+  if not os.path.exists(path) and jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    kw = {"n": int(data_cfg.corpus_size)} if data_cfg.get("corpus_size") else {}
+    write_jsonl(make(seed=int(data_cfg.seed), **kw), path + ".tmp")
+    os.replace(path + ".tmp", path)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("offline corpus written")
+  with data_cfg.unlocked() if hasattr(data_cfg, "unlocked") else _null():
+    data_cfg.spec.paths = (path,)
+
+
+class _null:
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *a):
+    return False

@@ -1,0 +1,74 @@
+"""Start-of-run validation of stage configs: every problem names the key that causes it."""
+from __future__ import annotations
+
+from typing import Any
+
+REQUIRED = {
+    "sft": ("model", "data", "optim", "train", "tokenizer"),
+    "grpo": ("model", "data", "optim", "train", "tokenizer", "grpo", "rewards", "sampling"),
+    "rejection": ("model", "tokenizer", "data", "sampling", "rejection", "filters", "mix", "output"),
+}
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _need(cfg, key: str, where: str):
+  if key not in cfg:
+    raise ConfigError(f"config.{where}{key}: missing")
+  return cfg[key]
+
+
+def check_config(cfg: Any) -> None:
+  kind = _need(cfg, "kind", "")
+  if kind not in REQUIRED:
+    raise ConfigError(f"config.kind: unknown stage kind {kind!r}; known: {sorted(REQUIRED)}")
+  for key in REQUIRED[kind]:
+    _need(cfg, key, "")
+  m = cfg.model
+  if not m.get("init_from") and not m.get("preset"):
+    raise ConfigError("config.model: set model.init_from (a checkpoint dir) or model.preset")
+  if m.get("preset"):
+    from r1jax.models.presets import PRESETS
+
+    if m.preset not in PRESETS:
+      raise ConfigError(f"config.model.preset: unknown preset {m.preset!r}; known: {sorted(PRESETS)}")
+  if m.get("init_from"):
+    import os
+
+    if not os.path.exists(os.path.join(m.init_from, "config.json")):
+      raise ConfigError(f"config.model.init_from: {m.init_from!r} has no config.json (not a checkpoint dir)")
+  for key in ("learning_rate",) if kind == "sft" else ():
+    if float(_need(cfg.optim, key, "optim.")) <= 0:
+      raise ConfigError(f"config.optim.{key}: must be > 0, got {cfg.optim[key]}")
+  if kind == "sft":
+    for key in ("steps", "grad_accum_steps", "log_every", "checkpoint_every"):
+      if int(_need(cfg.train, key, "train.")) <= 0:
+        raise ConfigError(f"config.train.{key}: must be > 0, got {cfg.train[key]}")
+    if cfg.data.kind != "sft":
+      raise ConfigError(f"config.data.kind: an sft stage needs 'sft' data, got {cfg.data.kind!r}")
+    if cfg.data.batch_size % int(cfg.train.grad_accum_steps):
+      raise ConfigError(f"config.data.batch_size={cfg.data.batch_size} is not divisible by "
+                        f"train.grad_accum_steps={cfg.train.grad_accum_steps}")
+  if kind == "rejection":
+    from r1jax.train.rejection_stage import check_rejection_config
+
+    check_rejection_config(cfg)
+  if kind == "grpo":
+    from r1jax.rl.config import GRPOConfig
+    from r1jax.rewards import registry
+
+    try:
+      GRPOConfig(**dict(cfg.grpo))
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"config.grpo: {e}") from e
+    if cfg.data.kind != "rl":
+      raise ConfigError(f"config.data.kind: a grpo stage needs 'rl' data, got {cfg.data.kind!r}")
+    known = set(registry.available())
+    for name in cfg.rewards.weights:
+      if name not in known:
+        raise ConfigError(f"config.rewards.weights.{name}: unknown reward; known: {sorted(known)}")
+    for key in ("rollouts", "checkpoint_every"):
+      if int(_need(cfg.train, key, "train.")) <= 0:
+        raise ConfigError(f"config.train.{key}: must be > 0, got {cfg.train[key]}")

@@ -1,0 +1,85 @@
+"""Base ml-collections configs for the stage kinds; experiments/ files start from these.
+
+Every field a runner reads exists here, so `--config.a.b=v` overrides are checked against a
+locked config, and a typo is a KeyError naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+from ml_collections import config_dict
+
+from r1jax.data.config import data_config
+from r1jax.rl.config import GRPOConfig
+
+
+def _model() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(preset="tiny_dense", init_from="", overrides={}))
+
+
+def _tokenizer() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(path="", train_corpus="", vocab_size=1024, seed=0))
+
+
+def _optim(lr: float) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(learning_rate=lr, warmup_steps=10, schedule="cosine",
+                                        final_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-8,
+                                        weight_decay=0.1, grad_clip=1.0))
+
+
+def sft_base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.kind = "sft"
+  c.stage = "sft"
+  c.seed = 0
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, expert=1, tensor=1))
+  c.model = _model()
+  c.tokenizer = _tokenizer()
+  c.data = data_config("sft")
+  c.data.corpus = ""  # a synthetic corpus name (data.tasks.corpora) instead of files
+  c.data.corpus_size = 0
+  c.optim = _optim(1e-5)
+  c.train = ml_collections.ConfigDict(dict(steps=1000, grad_accum_steps=1, log_every=10, checkpoint_every=200,
+                                           keep_checkpoints=2, router_bias_rate=0.001,
+                                           logprob_chunk_size=1024, progress=True))
+  c.compilation_cache = True
+  c.compilation_cache_dir = ""
+  # Multi-host: 1 = single process, 0 = discover (TPU VMs), > 1 = explicit (GPU hosts).
+  c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
+  return c
+
+
+def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
+  from r1jax.rl.config import get_preset
+
+  g = get_preset(preset)
+  c = ml_collections.ConfigDict()
+  c.kind = "grpo"
+  c.stage = "grpo"
+  c.seed = 0
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, expert=1, tensor=1))
+  c.model = _model()
+  c.tokenizer = _tokenizer()
+  c.data = data_config("rl")
+  c.grpo = ml_collections.ConfigDict({f.name: getattr(g, f.name) for f in dataclasses.fields(GRPOConfig)})
+  # Typed None fields must stay overridable from the command line.
+  c.grpo.dual_clip_c = config_dict.placeholder(float) if g.dual_clip_c is None else g.dual_clip_c
+  c.grpo.max_len_norm = config_dict.placeholder(int) if g.max_len_norm is None else g.max_len_norm
+  c.data.batch_size = g.prompts_per_step * g.num_minibatches
+  c.rewards = ml_collections.ConfigDict(dict(weights={"accuracy": 1.0, "format": 1.0}, options={}))
+  c.sampling = ml_collections.ConfigDict(dict(top_p=1.0, top_k=0, stop_at_answer_end=False))
+  c.optim = _optim(g.learning_rate)
+  c.optim.warmup_steps = 0
+  c.optim.schedule = "constant"
+  c.optim.weight_decay = 0.0
+  c.train = ml_collections.ConfigDict(dict(rollouts=100, checkpoint_every=10, keep_checkpoints=2,
+                                           router_bias_rate=0.0,  # paper: balancing bias frozen in RL
+                                           length_multiple=64, eval_every=0, plots=True))
+  c.eval = ml_collections.ConfigDict(dict(task="countdown", n=64, k=4, temperature=0.6, top_p=0.95,
+                                          max_new_tokens=g.max_completion_length, seed=1234, difficulty=1))
+  c.compilation_cache = True
+  c.compilation_cache_dir = ""
+  # Multi-host: 1 = single process, 0 = discover (TPU VMs), > 1 = explicit (GPU hosts).
+  c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
+  return c

@@ -1,0 +1,154 @@
+"""GRPO: turn a rollout into training arrays, score it, and update the policy.
+
+A rollout is G completions for each of P prompts (rows i*G .. i*G+G-1 belong to prompt i; the
+group ids travel with the rows as an array). Sequences are laid out as prompt + completion,
+right-padded; the loss covers exactly the completion tokens, the stop token included:
+
+    tokens      p0 p1 p2 c0 c1 c2(stop) pad ...
+    targets     p1 p2 c0 c1 c2   0      ...
+    completion  0  0  1  1  1    0      ...    (position t predicts targets[t])
+
+Old log-probs are the sampler's per-token policy log-probs (fixed across the minibatch passes,
+so the ratio really moves after the first update); reference log-probs come from the same fused
+kernel under the reference parameters, without gradients.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from r1jax.rl.advantages import group_advantages, kl_penalized_rewards
+from r1jax.rl.config import GRPOConfig
+from r1jax.rl.logprobs import token_logprobs
+from r1jax.rl.loss import grpo_loss
+from r1jax.train.state import TrainState, apply_gradients, merge, update_router_biases
+
+TRAIN_KEYS = ("tokens", "targets", "positions", "segment_ids", "completion_mask", "old_logprobs",
+              "ref_logprobs", "advantages", "truncated")
+
+
+def round_up(n: int, multiple: int) -> int:
+  return max(multiple, -(-n // multiple) * multiple)
+
+
+def build_rollout_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                        completion_logprobs: np.ndarray, truncated: np.ndarray, *,
+                        length_multiple: int = 64) -> dict[str, np.ndarray]:
+  """Numpy training arrays [N, L] for N = len(completions) rows; prompts[i] is row i's prompt."""
+  n = len(completions)
+  lens = [len(p) + len(c) for p, c in zip(prompts, completions)]
+  L = round_up(max(lens), length_multiple)
+  out = {k: np.zeros((n, L), np.int32) for k in ("tokens", "targets", "positions", "segment_ids")}
+  out["completion_mask"] = np.zeros((n, L), np.float32)
+  out["old_logprobs"] = np.zeros((n, L), np.float32)
+  for i, (p, c) in enumerate(zip(prompts, completions)):
+    seq = np.asarray(list(p) + list(c), np.int32)
+    m, lp = len(seq), len(p)
+    out["tokens"][i, :m] = seq
+    out["targets"][i, :m - 1] = seq[1:]
+    out["positions"][i, :m] = np.arange(m)
+    out["segment_ids"][i, :m] = 1
+    out["completion_mask"][i, lp - 1:lp - 1 + len(c)] = 1.0
+    out["old_logprobs"][i, lp - 1:lp - 1 + len(c)] = completion_logprobs[i, :len(c)]
+  out["truncated"] = np.asarray(truncated, bool)
+  return out
+
+
+def policy_logprobs(graphdef, params, extra, batch, *, chunk_size: int, entropy: bool = False):
+  """Per-token log-probs of `targets` ([B, L]) under the given parameters (fused, chunked)."""
+  model = merge(graphdef, params, extra)
+  out = model(batch["tokens"], batch["positions"], batch["segment_ids"], return_logits=False)
+  res = token_logprobs(out.hidden, model.head_kernel(), batch["targets"], chunk_size=chunk_size,
+                       compute_entropy=entropy)
+  return res, out.aux
+
+
+def make_ref_logprobs_fn(graphdef, chunk_size: int):
+  def fn(ref_params, extra, batch):
+    lp, _ = policy_logprobs(graphdef, ref_params, extra, batch, chunk_size=chunk_size)
+    return jax.lax.stop_gradient(lp)
+  return fn
+
+
+def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig, *,
+                     router_bias_rate: float = 0.0, use_ref: bool = True):
+  """One optimizer step on one minibatch of whole groups (jit it; donate the state)."""
+
+  def loss_fn(params, extra, mb):
+    (lp, ent), aux = policy_logprobs(graphdef, params, extra, mb, chunk_size=cfg.logprob_chunk_size, entropy=True)
+    loss, metrics = grpo_loss(lp, mb["old_logprobs"], mb["ref_logprobs"] if use_ref else None, mb["advantages"],
+                              mb["completion_mask"], cfg, truncated=mb["truncated"], entropy=ent)
+    return loss + aux["balance"], (metrics, aux["load"])
+
+  def step(state: TrainState, mb):
+    (_, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
+    new_state, gnorm = apply_gradients(state, grads, tx)
+    extra = update_router_biases(graphdef, new_state.params, state.extra, loads, router_bias_rate)
+    return new_state.replace(extra=extra), {**metrics, "grad_norm": gnorm}
+
+  return step
+
+
+@dataclasses.dataclass
+class ScoredRollout:
+  batch: dict  # numpy arrays [N, L] + advantages [N] + truncated [N]
+  rewards: np.ndarray  # [N] combined reward
+  metrics: dict
+
+
+def score_rollout(prompts, gen, texts, answers, metadata, reward_fn, cfg: GRPOConfig, *,
+                  ref_logprobs_fn=None, length_multiple: int = 64) -> ScoredRollout:
+  """Rewards -> group advantages -> the training batch. `gen` is a sampling GenerationResult."""
+  G = cfg.num_generations
+  n = len(texts)
+  group_ids = np.asarray(gen.prompt_index, np.int32)
+  num_groups = int(group_ids.max()) + 1 if n else 0
+  row_prompts = [prompts[g] for g in group_ids]
+  row_answers = [answers[g] for g in group_ids]
+  row_meta = [metadata[g] for g in group_ids]
+  scored = reward_fn(texts, row_answers, row_meta)
+  rewards = np.asarray(scored.total, np.float32)
+  truncated = np.asarray([r == "length" for r in gen.finish_reasons])
+  batch = build_rollout_batch(row_prompts, gen.completions(), gen.logprobs, truncated,
+                              length_multiple=length_multiple)
+  metrics = dict(scored.metrics)
+  if ref_logprobs_fn is not None:
+    batch["ref_logprobs"] = np.asarray(ref_logprobs_fn(batch))
+  else:
+    batch["ref_logprobs"] = np.zeros_like(batch["old_logprobs"])
+  adv_rewards = rewards
+  if cfg.kl_mode == "reward" and cfg.beta > 0 and ref_logprobs_fn is not None:
+    adv_rewards, seq_kl = kl_penalized_rewards(
+        jnp.asarray(rewards), jnp.asarray(batch["old_logprobs"]), jnp.asarray(batch["ref_logprobs"]),
+        jnp.asarray(batch["completion_mask"]), cfg.beta, kind=cfg.kl_estimator, clamp=cfg.kl_log_ratio_clamp,
+        k3_max=cfg.kl_k3_max)
+    metrics["kl/sequence_mean"] = float(jnp.mean(seq_kl))
+  adv, stats = group_advantages(jnp.asarray(adv_rewards), jnp.asarray(group_ids), num_groups,
+                                scale_by_std=cfg.scale_rewards_by_std, eps=cfg.advantage_eps,
+                                ddof=cfg.advantage_std_ddof)
+  batch["advantages"] = np.asarray(adv, np.float32)
+  metrics.update({f"advantages/{k}": float(v) for k, v in stats.items()})
+  metrics.update({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
+                  "response_length/mean": float(np.mean(gen.lengths)),
+                  "response_length/max": float(np.max(gen.lengths)),
+                  "truncated_fraction": float(truncated.mean())})
+  del G
+  return ScoredRollout(batch=batch, rewards=rewards, metrics=metrics)
+
+
+def minibatch_slices(num_groups: int, group_size: int, num_minibatches: int, rng: Optional[np.random.Generator]):
+  """Row indices of each minibatch: whole groups only (a shuffled group order if rng is given)."""
+  if num_groups % num_minibatches:
+    raise ValueError(f"{num_groups} groups in the rollout do not split into num_minibatches={num_minibatches}")
+  order = rng.permutation(num_groups) if rng is not None else np.arange(num_groups)
+  per = num_groups // num_minibatches
+  out = []
+  for m in range(num_minibatches):
+    groups = np.sort(order[m * per:(m + 1) * per])
+    out.append((groups[:, None] * group_size + np.arange(group_size)[None]).reshape(-1))
+  return out

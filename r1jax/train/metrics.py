@@ -1,0 +1,110 @@
+"""Run metrics: a JSONL log and TensorBoard event files in the workdir, and a tqdm progress bar.
+
+TensorBoard events are written with tensorboard's own writer (no TensorFlow needed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping, Optional
+
+import numpy as np
+
+
+def _scalar(v) -> Optional[float]:
+  try:
+    f = float(np.asarray(v))
+  except (TypeError, ValueError):
+    return None
+  return f if math.isfinite(f) else None
+
+
+class MetricsWriter:
+  """`write(step, metrics)` appends one JSON line and TB scalars. Only process 0 writes."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True, prefix: str = ""):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = enabled
+    self.prefix = prefix
+    self._tb = None
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      if tensorboard:
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._tb = EventFileWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, metrics: Mapping[str, object]) -> dict:
+    row = {"step": int(step), "time": time.time()}
+    for k, v in metrics.items():
+      if isinstance(v, str):
+        row[self.prefix + k] = v
+      else:
+        s = _scalar(v)
+        if s is not None:
+          row[self.prefix + k] = s
+    if not self.enabled:
+      return row
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    if self._tb is not None:
+      from tensorboard.compat.proto.event_pb2 import Event
+      from tensorboard.compat.proto.summary_pb2 import Summary
+
+      vals = [Summary.Value(tag=k, simple_value=v) for k, v in row.items()
+              if k not in ("step", "time") and isinstance(v, float)]
+      self._tb.add_event(Event(wall_time=row["time"], step=int(step), summary=Summary(value=vals)))
+    return row
+
+  def flush(self):
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def read_metrics(path: str) -> list[dict]:
+  rows = []
+  if not os.path.exists(path):
+    return rows
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError:
+          continue  # a torn last line after a kill -9
+  return rows
+
+
+class Progress:
+  """A tqdm bar showing a few chosen metrics; silent when disabled or not on process 0."""
+
+  def __init__(self, total: int, initial: int = 0, desc: str = "", keys=(), enabled: bool = True):
+    self.keys = tuple(keys)
+    self.bar = None
+    if enabled:
+      from tqdm.auto import tqdm
+
+      self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True)
+
+  def update(self, metrics: Mapping[str, object], n: int = 1):
+    if self.bar is None:
+      return
+    shown = {}
+    for k in self.keys:
+      if k in metrics and _scalar(metrics[k]) is not None:
+        label = k[:-len("/mean")] if k.endswith("/mean") else k
+        shown[label.replace("response_length", "len")] = f"{_scalar(metrics[k]):.4g}"
+    self.bar.set_postfix(shown, refresh=False)
+    self.bar.update(n)
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
