@@ -70,6 +70,8 @@ def init_distributed(coordinator_address: Optional[str] = None, num_processes: O
   """Multi-host: plain JAX multi-controller. On TPU VMs all arguments are discovered automatically."""
   if num_processes is not None and num_processes <= 1:
     return
+  if jax.distributed.is_initialized():
+    return
   kwargs = {k: v for k, v in dict(coordinator_address=coordinator_address, num_processes=num_processes,
                                      process_id=process_id).items() if v is not None}
   jax.distributed.initialize(**kwargs)
