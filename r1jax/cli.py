@@ -1,6 +1,6 @@
 """`python -m r1jax --config=experiments/<stage>.py:<preset> --workdir=DIR [--config.a.b=v ...]`.
 
-The config's `stage` picks the runner. Configs are validated before any work starts; an unknown
+The config's `kind` picks the runner (r1jax.train.stages). Configs are validated before any work starts; an unknown
 or mistyped key is named. Running again on the same workdir resumes.
 """
 from __future__ import annotations
@@ -12,30 +12,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from r1jax.train.stages import runner_for, validate
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:preset]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, exports)")
-
-RUNNERS = {
-    "sft": "r1jax.train.sft_stage:run_sft",
-    "grpo": "r1jax.train.rl_stage:run_rl",
-    "rejection": "r1jax.train.rejection_stage:run_rejection",
-}
-
-
-def runner_for(stage_kind: str):
-  import importlib
-
-  if stage_kind not in RUNNERS:
-    raise ValueError(f"config.kind: unknown stage kind {stage_kind!r}; known: {sorted(RUNNERS)}")
-  module, fn = RUNNERS[stage_kind].split(":")
-  return getattr(importlib.import_module(module), fn)
-
-
-def validate(cfg) -> None:
-  """Checks a stage config before anything runs; errors name the offending key."""
-  from r1jax.train.config_check import check_config
-
-  check_config(cfg)
 
 
 def run_config(cfg, workdir: str):

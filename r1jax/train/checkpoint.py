@@ -124,6 +124,19 @@ class Checkpointer:
       synced = False
     return preempted() or bool(synced)
 
+  def end_of_step(self, step: int, state, *, every: int, last: int, data_iterator=None,
+                  meta: Optional[dict] = None) -> None:
+    """The loops' shared epilogue: save every `every` steps and at `last`; on preemption save,
+    wait for the commit and exit cleanly; then the fault-injection seam."""
+    preempt = self.reached_preemption(step)
+    if step % every == 0 or step == last or preempt:
+      self.save(step, state, data_iterator=data_iterator, meta=meta, force=True)
+    if preempt:
+      self.wait()
+      log.warning("preempted: checkpoint saved at step %d; exiting", step)
+      raise SystemExit(0)
+    fault_injection(step)
+
   def wait(self):
     self.manager.wait_until_finished()
 

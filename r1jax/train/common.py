@@ -112,8 +112,17 @@ def register_task_rewards() -> None:
     registry.register_item_verifier(name, module.verify)
 
 
-def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str) -> str:
-  """Writes <workdir>/final (HF layout + tokenizer) atomically; only process 0 writes."""
+STAGE_META = "r1jax_stage.json"
+
+
+def stage_meta(cfg) -> dict:
+  """What later stages and the evaluator need to know about a stage's export (its prompt template)."""
+  t = cfg.data.template
+  return {"stage": cfg.get("stage", cfg.kind), "template": t.to_dict() if hasattr(t, "to_dict") else dict(t)}
+
+
+def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str, meta: Optional[dict] = None) -> str:
+  """Writes <workdir>/final (HF layout + tokenizer + stage metadata) atomically; only process 0 writes."""
   from r1jax.convert.hf import save_hf_model
 
   out = os.path.join(workdir, FINAL)
@@ -128,6 +137,11 @@ def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str)
       src = os.path.join(src, TOKENIZER_FILE)
     if os.path.exists(src):
       shutil.copy(src, os.path.join(tmp, os.path.basename(src)))
+  if meta is not None:
+    import json
+
+    with open(os.path.join(tmp, STAGE_META), "w") as f:
+      json.dump(meta, f, indent=2)
   shutil.rmtree(out, ignore_errors=True)
   os.replace(tmp, out)
   return out

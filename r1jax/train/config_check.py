@@ -7,6 +7,8 @@ REQUIRED = {
     "sft": ("model", "data", "optim", "train", "tokenizer"),
     "grpo": ("model", "data", "optim", "train", "tokenizer", "grpo", "rewards", "sampling"),
     "rejection": ("model", "tokenizer", "data", "sampling", "rejection", "filters", "mix", "output"),
+    "evaluate": ("checkpoints", "eval", "data", "sampling"),
+    "pipeline": ("stages",),
 }
 
 
@@ -26,6 +28,26 @@ def check_config(cfg: Any) -> None:
     raise ConfigError(f"config.kind: unknown stage kind {kind!r}; known: {sorted(REQUIRED)}")
   for key in REQUIRED[kind]:
     _need(cfg, key, "")
+  if kind == "pipeline":
+    names = [s[0] for s in cfg.stages]
+    if len(set(names)) != len(names):
+      raise ConfigError(f"config.stages: stage names repeat: {names}")
+    return  # each stage is validated with its own config when it starts
+  if kind == "evaluate":
+    import os
+
+    from r1jax.train.evaluate_stage import parse_checkpoints
+
+    try:
+      checkpoints = parse_checkpoints(cfg.checkpoints)
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
+    if not checkpoints:
+      raise ConfigError("config.checkpoints: give at least one label=directory")
+    for label, path in checkpoints.items():
+      if not os.path.exists(os.path.join(path, "config.json")):
+        raise ConfigError(f"config.checkpoints.{label}: {path!r} has no config.json (not a checkpoint dir)")
+    return
   m = cfg.model
   if not m.get("init_from") and not m.get("preset"):
     raise ConfigError("config.model: set model.init_from (a checkpoint dir) or model.preset")
@@ -60,9 +82,12 @@ def check_config(cfg: Any) -> None:
     from r1jax.rewards import registry
 
     try:
-      GRPOConfig(**dict(cfg.grpo))
+      g = GRPOConfig(**dict(cfg.grpo))
     except (TypeError, ValueError) as e:
       raise ConfigError(f"config.grpo: {e}") from e
+    if cfg.data.batch_size != g.prompts_per_step * g.num_minibatches:
+      raise ConfigError(f"config.data.batch_size={cfg.data.batch_size} must equal grpo.prompts_per_step * "
+                        f"grpo.num_minibatches = {g.prompts_per_step * g.num_minibatches} (prompts per rollout)")
     if cfg.data.kind != "rl":
       raise ConfigError(f"config.data.kind: a grpo stage needs 'rl' data, got {cfg.data.kind!r}")
     known = set(registry.available())

@@ -28,21 +28,16 @@ def _optim(lr: float) -> ml_collections.ConfigDict:
                                         weight_decay=0.1, grad_clip=1.0))
 
 
-def sft_base() -> ml_collections.ConfigDict:
+def _stage(kind: str, data_kind: str) -> ml_collections.ConfigDict:
+  """Fields every stage has."""
   c = ml_collections.ConfigDict()
-  c.kind = "sft"
-  c.stage = "sft"
+  c.kind = kind
+  c.stage = kind
   c.seed = 0
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, expert=1, tensor=1))
   c.model = _model()
   c.tokenizer = _tokenizer()
-  c.data = data_config("sft")
-  c.data.corpus = ""  # a synthetic corpus name (data.tasks.corpora) instead of files
-  c.data.corpus_size = 0
-  c.optim = _optim(1e-5)
-  c.train = ml_collections.ConfigDict(dict(steps=1000, grad_accum_steps=1, log_every=10, checkpoint_every=200,
-                                           keep_checkpoints=2, router_bias_rate=0.001,
-                                           logprob_chunk_size=1024, progress=True))
+  c.data = data_config(data_kind)
   c.compilation_cache = True
   c.compilation_cache_dir = ""
   # Multi-host: 1 = single process, 0 = discover (TPU VMs), > 1 = explicit (GPU hosts).
@@ -50,18 +45,22 @@ def sft_base() -> ml_collections.ConfigDict:
   return c
 
 
+def sft_base() -> ml_collections.ConfigDict:
+  c = _stage("sft", "sft")
+  c.data.corpus = ""  # a synthetic corpus name (data.tasks.corpora) instead of files
+  c.data.corpus_size = 0
+  c.optim = _optim(1e-5)
+  c.train = ml_collections.ConfigDict(dict(steps=1000, grad_accum_steps=1, log_every=10, checkpoint_every=200,
+                                           keep_checkpoints=2, router_bias_rate=0.001,
+                                           logprob_chunk_size=1024, progress=True))
+  return c
+
+
 def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
   from r1jax.rl.config import get_preset
 
   g = get_preset(preset)
-  c = ml_collections.ConfigDict()
-  c.kind = "grpo"
-  c.stage = "grpo"
-  c.seed = 0
-  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, expert=1, tensor=1))
-  c.model = _model()
-  c.tokenizer = _tokenizer()
-  c.data = data_config("rl")
+  c = _stage("grpo", "rl")
   c.grpo = ml_collections.ConfigDict({f.name: getattr(g, f.name) for f in dataclasses.fields(GRPOConfig)})
   # Typed None fields must stay overridable from the command line.
   c.grpo.dual_clip_c = config_dict.placeholder(float) if g.dual_clip_c is None else g.dual_clip_c
@@ -78,8 +77,4 @@ def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
                                            length_multiple=64, eval_every=0, plots=True))
   c.eval = ml_collections.ConfigDict(dict(task="countdown", n=64, k=4, temperature=0.6, top_p=0.95,
                                           max_new_tokens=g.max_completion_length, seed=1234, difficulty=1))
-  c.compilation_cache = True
-  c.compilation_cache_dir = ""
-  # Multi-host: 1 = single process, 0 = discover (TPU VMs), > 1 = explicit (GPU hosts).
-  c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
   return c

@@ -21,7 +21,7 @@ from r1jax.rewards.combine import CombinedReward
 from r1jax.rl.config import GRPOConfig
 from r1jax.sampling import Sampler, SamplingParams
 from r1jax.train import common
-from r1jax.train.checkpoint import Checkpointer, fault_injection, install_preemption_handler
+from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
 from r1jax.train.grpo import make_ref_logprobs_fn, make_update_step, minibatch_slices, score_rollout
 from r1jax.train.metrics import MetricsWriter, Progress
 from r1jax.train.state import init_train_state, make_optimizer, merge, split_model
@@ -121,20 +121,14 @@ def run_rl(cfg, workdir: str) -> dict:
                              stop_ids, rollout))
       row = writer.write(int(state.step), row)
       bar.update(row)
-      preempt = ckpt.reached_preemption(rollout)
-      if rollout % int(cfg.train.checkpoint_every) == 0 or rollout == total or preempt:
-        ckpt.save(rollout, {"state": state, "ref": ref_params}, data_iterator=it,
-                  meta={"rollout": rollout, "stage": cfg.get("stage", "grpo")}, force=True)
-      if preempt:
-        ckpt.wait()
-        log.warning("preempted: checkpoint saved at rollout %d; exiting", rollout)
-        raise SystemExit(0)
-      fault_injection(rollout)
+      ckpt.end_of_step(rollout, {"state": state, "ref": ref_params}, every=int(cfg.train.checkpoint_every),
+                       last=total, data_iterator=it, meta={"rollout": rollout, "stage": cfg.get("stage", "grpo")})
     bar.close()
     ckpt.close()
     writer.close()
     reward_fn.close()
-    common.export_final(merge(graphdef, state.params, state.extra), common.tokenizer_source(cfg), workdir)
+    common.export_final(merge(graphdef, state.params, state.extra), common.tokenizer_source(cfg), workdir,
+                        meta=common.stage_meta(cfg))
     if jax.process_index() == 0 and cfg.train.get("plots", True):
       from r1jax.eval.plots import plot_jsonl
 

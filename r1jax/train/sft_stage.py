@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from r1jax.train import common
-from r1jax.train.checkpoint import Checkpointer, fault_injection, install_preemption_handler
+from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
 from r1jax.train.metrics import MetricsWriter, Progress
 from r1jax.train.sft import SFT_KEYS, make_sft_step
 from r1jax.train.state import init_train_state, make_optimizer, merge, split_model
@@ -54,16 +54,11 @@ def run_sft(cfg, workdir: str) -> dict:
       if step % int(cfg.train.log_every) == 0 or step == total:
         row = writer.write(step, {**{k: float(v) for k, v in m.items()}, "step_time": time.perf_counter() - t0})
       bar.update(row)
-      preempt = ckpt.reached_preemption(step)
-      if step % int(cfg.train.checkpoint_every) == 0 or step == total or preempt:
-        ckpt.save(step, {"state": state}, data_iterator=it, meta={"stage": cfg.get("stage", "sft")}, force=True)
-      if preempt:
-        ckpt.wait()
-        log.warning("preempted: checkpoint saved at step %d; exiting", step)
-        raise SystemExit(0)
-      fault_injection(step)
+      ckpt.end_of_step(step, {"state": state}, every=int(cfg.train.checkpoint_every), last=total,
+                       data_iterator=it, meta={"stage": cfg.get("stage", "sft")})
     bar.close()
     ckpt.close()
     writer.close()
-    common.export_final(merge(graphdef, state.params, state.extra), common.tokenizer_source(cfg), workdir)
+    common.export_final(merge(graphdef, state.params, state.extra), common.tokenizer_source(cfg), workdir,
+                        meta=common.stage_meta(cfg))
   return row

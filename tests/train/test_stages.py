@@ -103,6 +103,20 @@ def test_r1_zero_micro_run_resumes_exactly_and_writes_artifacts(tmp_path):
   cfg_loaded, _ = load_hf_model(os.path.join(straight, "final"))
   assert cfg_loaded.vocab_size == 1024
 
+  # Evaluation stage: one column per checkpoint; identical checkpoints give identical numbers.
+  ev = str(tmp_path / "eval")
+  _run(_cli(os.path.join(ROOT, "experiments", "evaluate.py:tiny"), ev,
+            f"--config.checkpoints=straight={straight}/final,resumed={resumed}/final",
+            "--config.eval.tasks=countdown", "--config.eval.n=4", "--config.eval.k=2",
+            "--config.eval.max_new_tokens=12", cache=cache))
+  table = open(os.path.join(ev, "eval_table.md")).read().splitlines()
+  assert "straight" in table[0] and "resumed" in table[0] and table[0].index("straight") < table[0].index("resumed")
+  results = json.load(open(os.path.join(ev, "eval_results.json")))["results"]
+  by_label = {r["label"]: r for r in results}
+  assert by_label["straight"]["pass_at_1"] == by_label["resumed"]["pass_at_1"]
+  assert by_label["straight"]["mean_length"] == by_label["resumed"]["mean_length"]
+  assert by_label["straight"]["k"] == 2 and by_label["straight"]["num_problems"] == 4
+
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.train.stepz=3", "stepz"),

@@ -1,0 +1,102 @@
+"""Evaluation stage: several checkpoints (one column each) on held-out problems, k samples per
+question at T = 0.6, top-p 0.95 -> pass@1, cons@k, pass@k, mean length; JSON + a Markdown table
+like the paper's Table 3."""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+from flax import nnx
+
+from r1jax.eval.evaluate import evaluate_policy
+from r1jax.eval.report import markdown_table, write_json
+from r1jax.rewards.combine import CombinedReward
+from r1jax.sampling import Sampler
+from r1jax.train import common
+from r1jax.train.metrics import MetricsWriter
+
+log = logging.getLogger(__name__)
+
+
+def _template_for(cfg, checkpoint: str):
+  """The prompt template the checkpoint was trained with (its stage metadata), else the config's."""
+  import json
+
+  from r1jax.data.templates import build_template
+
+  meta_path = os.path.join(checkpoint, common.STAGE_META)
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      t = json.load(f).get("template")
+    if t:
+      t["system"] = t.get("system") or None
+      return build_template(t)
+  t = cfg.data.template.to_dict()
+  t["system"] = t.get("system") or None
+  return build_template(t)
+
+
+def _benchmarks(cfg, template):
+  """[(name, records)]: offline task test splits, prompts rendered with `template`."""
+  from r1jax.data import tasks
+
+  out = []
+  for name in [t.strip() for t in cfg.eval.tasks.split(",") if t.strip()]:
+    recs = tasks.get_task(name).generate("test", int(cfg.eval.n), seed=int(cfg.eval.seed),
+                                         difficulty=int(cfg.eval.difficulty))
+    out.append((name, [dict(r, prompt=template.prompt_text(r["prompt"])) for r in recs]))
+  return out
+
+
+def parse_checkpoints(spec: str) -> dict[str, str]:
+  """"label=dir,label=dir" -> {label: dir} in order; errors name the bad entry."""
+  out: dict[str, str] = {}
+  for item in [s.strip() for s in str(spec).split(",") if s.strip()]:
+    label, sep, path = item.partition("=")
+    if not sep or not label or not path:
+      raise ValueError(f"config.checkpoints: entry {item!r} is not label=directory")
+    if label in out:
+      raise ValueError(f"config.checkpoints: label {label!r} given twice")
+    out[label] = path
+  return out
+
+
+def run_evaluate(cfg, workdir: str) -> list:
+  """cfg.checkpoints: "label=dir,..." (HF-format directories); returns the EvalResults (also written)."""
+  from r1jax.convert.hf import load_hf_model
+  from r1jax.data.tokenizer import load_tokenizer
+
+  os.makedirs(workdir, exist_ok=True)
+  common.register_task_rewards()
+  mesh = common.build_mesh(cfg)
+  grader = CombinedReward({"accuracy": 1.0})
+  results = []
+  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, tensorboard=False)
+  e = cfg.eval
+  checkpoints = parse_checkpoints(cfg.checkpoints)
+  for label, path in checkpoints.items():
+    tok = load_tokenizer(path if not cfg.tokenizer.path else cfg.tokenizer.path)
+    stop_ids = tuple(tok.stop_ids) + ((tok.answer_end_id,) if cfg.sampling.get("stop_at_answer_end") else ())
+    with jax.set_mesh(mesh):
+      _, model = load_hf_model(path, mesh=mesh)
+      sampler, params = Sampler.from_model(model, mesh=mesh)
+      for name, records in _benchmarks(cfg, _template_for(cfg, path)):
+        res = evaluate_policy(sampler, params, tok, records, benchmark=name, label=label,
+                              grade=lambda t, a, m: grader(t, a, m).components["accuracy"], k=int(e.k),
+                              temperature=float(e.temperature), top_p=float(e.top_p),
+                              max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed))
+        results.append(res)
+        writer.write(len(results), {"label": label, "benchmark": name, "pass@1": res.pass_at_1,
+                                    "cons@k": res.cons_at_k or 0.0})
+        log.info("%s on %s: pass@1 %.3f cons@%d %.3f", label, name, res.pass_at_1, res.k, res.cons_at_k or 0)
+    del model, sampler, params
+  grader.close()
+  writer.close()
+  if jax.process_index() == 0:
+    write_json(results, os.path.join(workdir, "eval_results.json"))
+    table = markdown_table(results, labels=list(checkpoints), include_length=True)
+    with open(os.path.join(workdir, "eval_table.md"), "w") as f:
+      f.write(table + "\n")
+    print(table)
+  return results

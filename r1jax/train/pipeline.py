@@ -1,0 +1,105 @@
+"""Chains stages: each runs in <workdir>/<name> from its own experiment config plus overrides, and
+later stages refer to earlier outputs as "{name}" (that stage's HF-format export, <dir>/final) or
+"{name:dir}" (its workdir). A stage whose export exists is skipped, so re-running resumes the
+pipeline; each stage resumes itself from its checkpoints."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import time
+from typing import Any
+
+import jax
+
+log = logging.getLogger(__name__)
+
+_REF = re.compile(r"\{([A-Za-z0-9_]+)(:dir)?\}")
+
+
+def load_experiment(spec: str, root: str):
+  """"file.py:preset" (relative to `root`) -> that file's get_config(preset)."""
+  path, _, preset = spec.partition(":")
+  full = path if os.path.isabs(path) else os.path.join(root, path)
+  if not os.path.exists(full):
+    raise FileNotFoundError(f"pipeline: experiment file {full!r} not found")
+  mod_spec = importlib.util.spec_from_file_location(f"r1jax_experiment_{os.path.basename(path)[:-3]}", full)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(preset) if preset else module.get_config()
+
+
+def resolve(value: Any, dirs: dict[str, str]) -> Any:
+  """Replaces {stage} / {stage:dir} references (in strings, tuples and dicts) by paths."""
+  if isinstance(value, str):
+    def sub(m):
+      name, as_dir = m.group(1), m.group(2)
+      if name not in dirs:
+        raise KeyError(f"pipeline: reference to {name!r} before that stage ran (known: {sorted(dirs)})")
+      return dirs[name] if as_dir else os.path.join(dirs[name], "final")
+    return _REF.sub(sub, value)
+  if isinstance(value, (tuple, list)):
+    return type(value)(resolve(v, dirs) for v in value)
+  if isinstance(value, dict):
+    return {k: resolve(v, dirs) for k, v in value.items()}
+  return value
+
+
+def apply_overrides(cfg, overrides: dict[str, Any], where: str, *, strict: bool = True):
+  """Sets dotted keys; a missing field is an error naming it (or skipped when not strict)."""
+  for dotted, value in overrides.items():
+    node = cfg
+    keys = dotted.split(".")
+    for k in keys:
+      if k not in node:
+        if not strict:
+          break
+        raise KeyError(f"{where}: override {dotted!r}: no field {k!r}")
+      if k != keys[-1]:
+        node = node[k]
+    else:
+      node[keys[-1]] = value
+  return cfg
+
+
+def stage_done(kind: str, workdir: str) -> bool:
+  if kind == "rejection":
+    return os.path.exists(os.path.join(workdir, "data", "rejection_sft.jsonl"))
+  if kind == "evaluate":
+    return os.path.exists(os.path.join(workdir, "eval_table.md"))
+  return os.path.exists(os.path.join(workdir, "final", "config.json"))
+
+
+def run_pipeline(cfg, workdir: str) -> dict:
+  from r1jax.train.stages import runner_for, validate
+
+  root = cfg.get("experiments_dir") or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), "experiments")
+  dirs: dict[str, str] = {}
+  timings: dict[str, float] = {}
+  only = {s.strip() for s in str(cfg.get("only", "")).split(",") if s.strip()}
+  for name, spec, overrides in cfg.stages:
+    overrides = dict(overrides)
+    stage_dir = os.path.join(workdir, name)
+    dirs[name] = stage_dir
+    if only and name not in only:
+      continue
+    stage_cfg = load_experiment(spec, root)
+    apply_overrides(stage_cfg, resolve(overrides, dirs), f"pipeline stage {name!r}")
+    # Common overrides come last (e.g. shrinking every stage for a smoke run) and apply wherever
+    # the stage has the field.
+    apply_overrides(stage_cfg, resolve(dict(cfg.get("common_overrides", ()) or ()), dirs),
+                    f"pipeline stage {name!r}", strict=False)
+    if stage_done(stage_cfg.kind, stage_dir):
+      log.info("pipeline: %s already done (%s)", name, stage_dir)
+      continue
+    validate(stage_cfg)
+    log.info("pipeline: running %s (%s) in %s", name, spec, stage_dir)
+    t0 = time.perf_counter()
+    runner_for(stage_cfg.kind)(stage_cfg, stage_dir)
+    timings[name] = time.perf_counter() - t0
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "timings.tsv"), "a") as f:
+        f.write(f"{name}\t{timings[name]:.1f}\n")
+  return timings
