@@ -28,9 +28,6 @@ from r1jax.rl.logprobs import token_logprobs
 from r1jax.rl.loss import grpo_loss
 from r1jax.train.state import TrainState, apply_gradients, merge, update_router_biases
 
-TRAIN_KEYS = ("tokens", "targets", "positions", "segment_ids", "completion_mask", "old_logprobs",
-              "ref_logprobs", "advantages", "truncated")
-
 
 def round_up(n: int, multiple: int) -> int:
   return max(multiple, -(-n // multiple) * multiple)
@@ -104,7 +101,6 @@ class ScoredRollout:
 def score_rollout(prompts, gen, texts, answers, metadata, reward_fn, cfg: GRPOConfig, *,
                   ref_logprobs_fn=None, length_multiple: int = 64) -> ScoredRollout:
   """Rewards -> group advantages -> the training batch. `gen` is a sampling GenerationResult."""
-  G = cfg.num_generations
   n = len(texts)
   group_ids = np.asarray(gen.prompt_index, np.int32)
   num_groups = int(group_ids.max()) + 1 if n else 0
@@ -137,7 +133,6 @@ def score_rollout(prompts, gen, texts, answers, metadata, reward_fn, cfg: GRPOCo
                   "response_length/mean": float(np.mean(gen.lengths)),
                   "response_length/max": float(np.max(gen.lengths)),
                   "truncated_fraction": float(truncated.mean())})
-  del G
   return ScoredRollout(batch=batch, rewards=rewards, metrics=metrics)
 
 
