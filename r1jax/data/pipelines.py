@@ -159,6 +159,16 @@ def eval_dataset(source: Any, tokenizer: Tokenizer, template: PromptTemplate, *,
   return it.batch(batch_size, drop_remainder=False, batch_fn=_collate_prompts)
 
 
+def _encoded_batches(source: Any, encode_fn: Callable, collate: Callable, what: str, *, batch_size: int,
+                     seed: int, num_epochs: int | None, shuffle: bool, process_index: int | None,
+                     process_count: int | None, read_threads: int) -> grain.IterDataset:
+  """Records -> encode_fn (None = dropped and counted as `what`) -> collated batches."""
+  ds = record_dataset(source, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
+                      process_index=process_index, process_count=process_count)
+  it = transforms.CountingFilterIterDataset(_iter(ds, read_threads).map(encode_fn), what=what)
+  return it.batch(batch_size, drop_remainder=True, batch_fn=collate)
+
+
 def _collate_pairs(items: Sequence[dict[str, Any]], max_len: int, pad_id: int) -> dict[str, Any]:
   chosen, chosen_len = encode.pad_rows([x["chosen"] for x in items], max_len, pad_id)
   rejected, rejected_len = encode.pad_rows([x["rejected"] for x in items], max_len, pad_id)
@@ -174,13 +184,11 @@ def preference_dataset(source: Any, tokenizer: Tokenizer, template: PromptTempla
                        process_index: int | None = None, process_count: int | None = None,
                        read_threads: int = 2) -> grain.IterDataset:
   """(prompt, chosen, rejected) -> padded token rows for a pairwise reward model."""
-  ds = record_dataset(source, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
-                      process_index=process_index, process_count=process_count)
-  it = _iter(ds, read_threads).map(functools.partial(
-      encode.encode_preference, tokenizer=tokenizer, template=template, max_len=max_len))
-  it = transforms.CountingFilterIterDataset(it, what="preference pair")
-  collate = functools.partial(_collate_pairs, max_len=max_len, pad_id=tokenizer.pad_id)
-  return it.batch(batch_size, drop_remainder=True, batch_fn=collate)
+  return _encoded_batches(
+      source, functools.partial(encode.encode_preference, tokenizer=tokenizer, template=template, max_len=max_len),
+      functools.partial(_collate_pairs, max_len=max_len, pad_id=tokenizer.pad_id), "preference pair",
+      batch_size=batch_size, seed=seed, num_epochs=num_epochs, shuffle=shuffle, process_index=process_index,
+      process_count=process_count, read_threads=read_threads)
 
 
 def _collate_pointwise(items: Sequence[dict[str, Any]], max_len: int,
@@ -198,13 +206,11 @@ def pointwise_dataset(source: Any, tokenizer: Tokenizer, template: PromptTemplat
                       process_index: int | None = None, process_count: int | None = None,
                       read_threads: int = 2) -> grain.IterDataset:
   """(prompt, response, label) -> padded rows for a pointwise (safety) reward model."""
-  ds = record_dataset(source, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
-                      process_index=process_index, process_count=process_count)
-  it = _iter(ds, read_threads).map(functools.partial(
-      encode.encode_pointwise, tokenizer=tokenizer, template=template, max_len=max_len))
-  it = transforms.CountingFilterIterDataset(it, what="pointwise example")
-  collate = functools.partial(_collate_pointwise, max_len=max_len, pad_id=tokenizer.pad_id)
-  return it.batch(batch_size, drop_remainder=True, batch_fn=collate)
+  return _encoded_batches(
+      source, functools.partial(encode.encode_pointwise, tokenizer=tokenizer, template=template, max_len=max_len),
+      functools.partial(_collate_pointwise, max_len=max_len, pad_id=tokenizer.pad_id), "pointwise example",
+      batch_size=batch_size, seed=seed, num_epochs=num_epochs, shuffle=shuffle, process_index=process_index,
+      process_count=process_count, read_threads=read_threads)
 
 
 _BUILDERS: dict[str, Callable[..., grain.IterDataset]] = {
