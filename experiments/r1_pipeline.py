@@ -24,7 +24,9 @@ _SFT_TINY = (("data.batch_size", 16), ("data.seq_len", 256), ("train.log_every",
              ("train.checkpoint_every", 50), ("train.logprob_chunk_size", 512))
 # Cold-start traces for arithmetic are ~170 tokens (<= 220): completions must fit one.
 _RL_TINY = (("train.rollouts", 12), ("train.checkpoint_every", 4), ("train.eval_every", 0),
-            ("grpo.max_completion_length", 224), ("data.task.name", "arithmetic"), ("data.template.name", "r1"))
+            ("grpo.max_completion_length", 224), ("data.task.name", "arithmetic"), ("data.template.name", "r1"),
+            # After a cold start the R1 format puts a summary between </think> and <answer>.
+            ("rewards.options", {"format": {"allow_summary": True}}))
 
 
 def get_config(arg: str = "tiny"):
@@ -42,7 +44,7 @@ def get_config(arg: str = "tiny"):
           ("stage", "base"), ("data.corpus", "pretraining"), ("data.corpus_size", 3000), ("train.steps", 200),
           ("optim.learning_rate", 2e-3), ("optim.warmup_steps", 20))),
       ("r1_zero", "r1_zero.py:tiny", _RL_TINY + (
-          ("model.init_from", "{base}"), ("data.template.name", "r1_zero"))),
+          ("model.init_from", "{base}"), ("data.template.name", "r1_zero"), ("rewards.options", {}))),
       ("cold_start", "cold_start.py:tiny", _SFT_TINY + (
           ("model.init_from", "{base}"), ("train.steps", 150), ("optim.learning_rate", 1e-3))),
       ("reasoning_rl", "r1_zero.py:tiny", _RL_TINY + (

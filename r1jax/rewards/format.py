@@ -9,7 +9,9 @@ A completion is checked against four conditions (tags are exact, lower-case, no 
   answer  exactly one `<answer>` and one `</answer>`, in that order, with non-whitespace text
           between them.
   order   `think` and `answer` hold, and only whitespace lies between `</think>` and `<answer>`
-          (so the answer is not nested in, or before, the reasoning).
+          (so the answer is not nested in, or before, the reasoning). With `allow_summary` (the R1
+          format after a cold start: reasoning, then a readable summary, then the answer) any
+          tag-free text may lie there.
   edges   only whitespace before `<think>` (not checked with `think_in_prompt`, where the
           completion starts inside the reasoning) and only whitespace after `</answer>`.
 
@@ -52,7 +54,7 @@ class FormatChecks:
     return (self.think + self.answer + self.order + self.edges) / 4.0
 
 
-def check_format(text: str, think_in_prompt: bool = False) -> FormatChecks:
+def check_format(text: str, think_in_prompt: bool = False, allow_summary: bool = False) -> FormatChecks:
   """Evaluates the four conditions of the module docstring on one completion."""
   n_think_open = text.count(THINK_OPEN)
   n_think_close = text.count(THINK_CLOSE)
@@ -70,8 +72,9 @@ def check_format(text: str, think_in_prompt: bool = False) -> FormatChecks:
             and 0 <= answer_open < answer_close
             and bool(text[answer_open + len(ANSWER_OPEN):answer_close].strip()))
 
+  between = text[think_close + len(THINK_CLOSE):answer_open] if think and answer else ""
   order = (think and answer and think_close < answer_open
-           and not text[think_close + len(THINK_CLOSE):answer_open].strip())
+           and (allow_summary or not between.strip()))
 
   last_close = text.rfind(ANSWER_CLOSE)
   tail_ok = last_close >= 0 and not text[last_close + len(ANSWER_CLOSE):].strip()
@@ -84,12 +87,12 @@ def check_format(text: str, think_in_prompt: bool = False) -> FormatChecks:
 
 
 def format_score(text: Any, mode: str = "strict", think_in_prompt: bool = False,
-                 max_chars: int = extract.DEFAULT_MAX_CHARS) -> float:
+                 max_chars: int = extract.DEFAULT_MAX_CHARS, allow_summary: bool = False) -> float:
   """Format reward of one completion (any type; non-text, empty or over-long → 0.0)."""
   text = extract.as_text(text)
   if not text or len(text) > max_chars:
     return 0.0
-  checks = check_format(text, think_in_prompt)
+  checks = check_format(text, think_in_prompt, allow_summary)
   return float(checks.strict) if mode == "strict" else checks.fraction
 
 
@@ -97,7 +100,7 @@ class FormatReward:
   """Batch reward function (registry signature) for the format reward."""
 
   def __init__(self, mode: str = "strict", think_in_prompt: bool = False,
-               max_chars: int = extract.DEFAULT_MAX_CHARS):
+               max_chars: int = extract.DEFAULT_MAX_CHARS, allow_summary: bool = False):
     if mode not in FORMAT_MODES:
       raise ValueError(f"format reward: mode must be one of {FORMAT_MODES}, got {mode!r}")
     if max_chars <= 0:
@@ -105,6 +108,7 @@ class FormatReward:
     self.mode = mode
     self.think_in_prompt = bool(think_in_prompt)
     self.max_chars = int(max_chars)
+    self.allow_summary = bool(allow_summary)
 
   def __call__(self, completions: Sequence[Any], answers: Sequence[Any] | None = None,
                metadata: Sequence[Mapping[str, Any]] | None = None) -> RewardOutput:
@@ -117,7 +121,7 @@ class FormatReward:
       elif len(text) > self.max_chars:
         too_long += 1
       else:
-        scores[i] = format_score(text, self.mode, self.think_in_prompt, self.max_chars)
+        scores[i] = format_score(text, self.mode, self.think_in_prompt, self.max_chars, self.allow_summary)
     metrics = {"mean": float(scores.mean()) if len(scores) else 0.0,
                "empty": float(empty), "too_long": float(too_long)}
     return RewardOutput(scores=scores, metrics=metrics)

@@ -125,3 +125,16 @@ def test_options_are_validated():
     build("format", mode="partial")
   lenient = build("format", mode="lenient")
   assert lenient(["Hi <think>a</think><answer>b</answer>"]).scores.tolist() == [0.75]
+
+
+def test_allow_summary_accepts_the_r1_format_only():
+  from r1jax.rewards.format import FormatReward
+
+  r1 = "<think>\n68 + 83: 8 + 3 = 11, carry 1 ... = 151.\n</think>\n\nAdding column by column gives 151. <answer>151</answer>"
+  strict, summary = FormatReward(), FormatReward(allow_summary=True)
+  assert strict([r1]).scores.tolist() == [0.0]  # R1-Zero format: nothing between the blocks
+  assert summary([r1]).scores.tolist() == [1.0]
+  # Still exactly one of each tag, in order, nothing after the answer.
+  for bad in (r1 + " trailing", r1.replace("<think>", ""), "<answer>1</answer>" + r1,
+              r1.replace("Adding", "<think>x</think> Adding")):
+    assert summary([bad]).scores.tolist() == [0.0], bad
