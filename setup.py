@@ -18,6 +18,7 @@ INSTALL = [
     "ml-collections>=1.1",
     "absl-py",
     "numpy>=2",
+    "ml_dtypes",  # bf16 / fp8 safetensors
     "sentencepiece>=0.2",
     "tokenizers>=0.21",
     "safetensors>=0.5",
