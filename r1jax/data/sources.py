@@ -166,7 +166,30 @@ def _parse_json_line(raw: bytes) -> Any:
     return f"malformed JSON: {e.msg} (column {e.colno})"
 
 
-class ParquetSource(grain.sources.RandomAccessDataSource):
+class _ValidatedRecords(grain.sources.RandomAccessDataSource):
+  """A source whose rows are all canonicalised up front and held in memory."""
+
+  def _validate(self, name: str, spec: DatasetSpec, rows) -> None:
+    """rows: (location, raw record) pairs; bad ones are counted with their location."""
+    scan = _Prescan(name, spec)
+    self._records: list[dict[str, Any]] = []
+    for loc, raw in rows:
+      rec = canonicalize(raw, spec)
+      if isinstance(rec, str):
+        scan.bad(loc, rec)
+      else:
+        scan.good()
+        self._records.append(_finalize(rec, loc))
+    self.stats = scan.finish()
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return dict(self._records[index])
+
+
+class ParquetSource(_ValidatedRecords):
   """A Parquet file, read once into columns (the canonical fields only); 'line' = row number."""
 
   def __init__(self, path: str, spec: DatasetSpec):
@@ -180,24 +203,9 @@ class ParquetSource(grain.sources.RandomAccessDataSource):
     columns = [c for c in schema.names if c in wanted]
     table = pq.read_table(self.path, columns=columns)
     data = {c: table.column(c).to_pylist() for c in columns}
-    scan = _Prescan(self.path, spec)
-    self._records: list[dict[str, Any]] = []
-    for row in range(table.num_rows):
-      raw = {c: data[c][row] for c in columns if data[c][row] is not None}
-      rec = canonicalize(raw, spec)
-      loc = f"{self.path}:row {row + 1}"
-      if isinstance(rec, str):
-        scan.bad(loc, rec)
-      else:
-        scan.good()
-        self._records.append(_finalize(rec, loc))
-    self.stats = scan.finish()
-
-  def __len__(self) -> int:
-    return len(self._records)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    return dict(self._records[index])
+    self._validate(self.path, spec, ((f"{self.path}:row {row + 1}",
+                                      {c: data[c][row] for c in columns if data[c][row] is not None})
+                                     for row in range(table.num_rows)))
 
   def __repr__(self) -> str:
     return f"ParquetSource({self.path!r}, {len(self)} records)"
@@ -238,29 +246,13 @@ class ArrayRecordSource(grain.sources.RandomAccessDataSource):
     return f"ArrayRecordSource({self.path!r}, {len(self)} records)"
 
 
-class InMemorySource(grain.sources.RandomAccessDataSource):
+class InMemorySource(_ValidatedRecords):
   """A list of dicts (e.g. generated offline tasks), validated like a file; 'line' = list index."""
 
   def __init__(self, rows: Sequence[Any], spec: DatasetSpec | None = None, name: str = "memory"):
     self.spec = spec or DatasetSpec(paths=(name,), kind="rl")
     self.name = name
-    scan = _Prescan(name, self.spec)
-    self._records = []
-    for i, row in enumerate(rows):
-      rec = canonicalize(row, self.spec)
-      loc = f"{name}:{i + 1}"
-      if isinstance(rec, str):
-        scan.bad(loc, rec)
-      else:
-        scan.good()
-        self._records.append(_finalize(rec, loc))
-    self.stats = scan.finish()
-
-  def __len__(self) -> int:
-    return len(self._records)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    return dict(self._records[index])
+    self._validate(name, self.spec, ((f"{name}:{i + 1}", row) for i, row in enumerate(rows)))
 
   def __repr__(self) -> str:
     return f"InMemorySource({self.name!r}, {len(self)} records)"
