@@ -69,9 +69,7 @@ def dataset_from_config(cfg: Any, tokenizer: Tokenizer, source: Any = None,
   """The pipeline `cfg.kind` over `source` (default: `source_from_config(cfg)`)."""
   index, count = pipelines.process_shard(process_index, process_count)
   src = source if source is not None else source_from_config(cfg)
-  tmpl_cfg = cfg.template.to_dict() if hasattr(cfg.template, "to_dict") else dict(cfg.template)
-  tmpl_cfg["system"] = tmpl_cfg.get("system") or None
-  template = build_template(tmpl_cfg)
+  template = build_template(cfg.template)
   local = pipelines.local_batch_size(cfg.batch_size, count)
   shard = dict(process_index=index, process_count=count)
   if cfg.kind == "eval":

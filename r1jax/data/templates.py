@@ -117,7 +117,10 @@ def _lead_space(text: str) -> str:
 
 
 def build_template(config: Mapping[str, Any] | Any | None = None) -> PromptTemplate:
-  """From a config mapping (or ConfigDict): name, chat_format, system, generation_prefix, shots."""
+  """From a config mapping (or ConfigDict): name, chat_format, system, generation_prefix, shots.
+
+  An empty `system` (what a config holds when none is set) means no system message.
+  """
   if config is None:
     return PromptTemplate()
   get = config.get if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
@@ -130,5 +133,5 @@ def build_template(config: Mapping[str, Any] | Any | None = None) -> PromptTempl
     shots.append((s.get("prompt"), s.get("response")))
   return PromptTemplate(
       name=get("name", "r1_zero"), chat_format=get("chat_format", "plain"),
-      system=get("system", None), generation_prefix=get("generation_prefix", "") or "",
+      system=get("system", None) or None, generation_prefix=get("generation_prefix", "") or "",
       shots=tuple(shots))

@@ -6,6 +6,7 @@ at any Hugging Face checkpoint directory), so every stage boundary is also a ser
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -53,7 +54,7 @@ def load_tokenizer(cfg, workdir: Optional[str] = None):
     path = cfg.model.init_from
   if not path and cfg.tokenizer.get("train_corpus") and workdir:
     path = train_tokenizer(cfg.tokenizer, workdir)
-    with cfg.tokenizer.unlocked() if hasattr(cfg.tokenizer, "unlocked") else _null():
+    with cfg.tokenizer.unlocked() if hasattr(cfg.tokenizer, "unlocked") else contextlib.nullcontext():
       cfg.tokenizer.path = path
   if not path:
     raise ValueError("config.tokenizer.path: no tokenizer given (and model.init_from has none)")
@@ -174,13 +175,6 @@ def resolve_offline_corpus(data_cfg, workdir: str) -> None:
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("offline corpus written")
-  with data_cfg.unlocked() if hasattr(data_cfg, "unlocked") else _null():
+  with data_cfg.unlocked() if hasattr(data_cfg, "unlocked") else contextlib.nullcontext():
     data_cfg.spec.paths = (path,)
 
-
-class _null:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *a):
-    return False

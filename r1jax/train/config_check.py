@@ -61,10 +61,9 @@ def check_config(cfg: Any) -> None:
 
     if not os.path.exists(os.path.join(m.init_from, "config.json")):
       raise ConfigError(f"config.model.init_from: {m.init_from!r} has no config.json (not a checkpoint dir)")
-  for key in ("learning_rate",) if kind == "sft" else ():
-    if float(_need(cfg.optim, key, "optim.")) <= 0:
-      raise ConfigError(f"config.optim.{key}: must be > 0, got {cfg.optim[key]}")
   if kind == "sft":
+    if float(_need(cfg.optim, "learning_rate", "optim.")) <= 0:
+      raise ConfigError(f"config.optim.learning_rate: must be > 0, got {cfg.optim.learning_rate}")
     for key in ("steps", "grad_accum_steps", "log_every", "checkpoint_every"):
       if int(_need(cfg.train, key, "train.")) <= 0:
         raise ConfigError(f"config.train.{key}: must be > 0, got {cfg.train[key]}")

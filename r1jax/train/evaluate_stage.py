@@ -30,11 +30,8 @@ def _template_for(cfg, checkpoint: str):
     with open(meta_path) as f:
       t = json.load(f).get("template")
     if t:
-      t["system"] = t.get("system") or None
       return build_template(t)
-  t = cfg.data.template.to_dict()
-  t["system"] = t.get("system") or None
-  return build_template(t)
+  return build_template(cfg.data.template)
 
 
 def _benchmarks(cfg, template):

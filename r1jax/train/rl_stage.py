@@ -111,7 +111,6 @@ def run_rl(cfg, workdir: str) -> dict:
       m = {k: float(np.mean([float(x[k]) for x in step_metrics])) for k in step_metrics[0]}
       n_tok = float(np.sum(gen.lengths))
       row = {**scored.metrics, **m, **reflection_metrics(texts),
-             "accuracy/mean": scored.metrics.get("accuracy/mean", float("nan")),
              "time/generate": t_gen - t0, "time/reward_and_ref": t_score - t_gen, "time/update": t_upd - t_score,
              "step_time": t_upd - t0, "tokens_per_s_per_device": n_tok / max(t_gen - t0, 1e-9) / jax.device_count(),
              "rollout": rollout, "sampler/compiles": sampler.stats.total_compiles}

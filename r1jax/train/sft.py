@@ -44,8 +44,8 @@ def make_sft_step(graphdef, tx: optax.GradientTransformation, *, grad_accum_step
       (_, (nll, load)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
       return (jax.tree.map(jnp.add, grads, g), nll_sum + nll, loads + load), None
 
-    n_moe = len(merge(graphdef, state.params, state.extra).cfg.moe_layer_ids)
-    n_exp = max(merge(graphdef, state.params, state.extra).cfg.n_routed_experts, 1)
+    mcfg = merge(graphdef, state.params, state.extra).cfg
+    n_moe, n_exp = len(mcfg.moe_layer_ids), max(mcfg.n_routed_experts, 1)
     zeros = (jax.tree.map(jnp.zeros_like, state.params), jnp.float32(0), jnp.zeros((n_moe, n_exp), jnp.float32))
     (grads, nll_sum, loads), _ = jax.lax.scan(body, zeros, mbs)
     new_state, gnorm = apply_gradients(state, grads, tx)
