@@ -6,6 +6,9 @@ Cases:
               the converter); batch 16, prompt 32, 64 new tokens, every row forced to full length.
   tiny_moe    the `tiny_moe` preset (MLA + DeepSeek-V3 MoE), random init, exported to HF format and
               loaded by transformers (DeepseekV3ForCausalLM); same batch / lengths.
+  qwen2_05b   Qwen2.5-0.5B shapes (24 layers, d_model 896, 14 x 64 q / 2 KV heads, vocab 151936, tied),
+              bf16, random init; batch 64, prompt 128, 256 new tokens (an accelerator case: on a 2-core
+              CPU it takes many minutes). HF runs on the GPU when there is one.
   long_tail   qwen2_tiny weights; 128 prompts through 16 slots, 10% of rows 8x longer than the rest
               (16 vs 128 new tokens via per-row limits, greedy): static batching vs slot refill.
 
@@ -55,7 +58,7 @@ def qwen2_hf_model(directory: str):
                        tie_word_embeddings=False)
   model = tf.Qwen2ForCausalLM(cfg).eval()
   model.save_pretrained(directory)
-  return model
+  return model.to("cuda") if torch.cuda.is_available() else model
 
 
 def random_r1jax_model(cfg: ModelConfig, seed: int = 0, std: float = 0.02) -> Transformer:
@@ -72,11 +75,26 @@ def random_r1jax_model(cfg: ModelConfig, seed: int = 0, std: float = 0.02) -> Tr
 
 
 def moe_hf_model(directory: str):
+  import torch
   import transformers as tf
 
   model = random_r1jax_model(get_preset("tiny_moe"))
   save_hf_model(model, directory)
-  return tf.AutoModelForCausalLM.from_pretrained(directory).eval()
+  hf = tf.AutoModelForCausalLM.from_pretrained(directory).eval()
+  return hf.to("cuda") if torch.cuda.is_available() else hf
+
+
+def qwen2_05b_hf_model(directory: str):
+  import torch
+  import transformers as tf
+
+  torch.manual_seed(0)
+  cfg = tf.Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
+                       tie_word_embeddings=True, torch_dtype="bfloat16")
+  model = tf.Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+  model.save_pretrained(directory)
+  return model.to("cuda") if torch.cuda.is_available() else model
 
 
 def hf_generate_tps(hf_model, prompts: np.ndarray, new: int, repeats: int, threads: int) -> tuple[float, np.ndarray]:
@@ -84,17 +102,20 @@ def hf_generate_tps(hf_model, prompts: np.ndarray, new: int, repeats: int, threa
   import torch
 
   torch.set_num_threads(threads)
-  ids = torch.as_tensor(prompts, dtype=torch.long)
+  ids = torch.as_tensor(prompts, dtype=torch.long, device=hf_model.device)
+  sync = torch.cuda.synchronize if hf_model.device.type == "cuda" else (lambda: None)
   kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new, min_new_tokens=new,
             pad_token_id=0, eos_token_id=None)
   with torch.no_grad():
     out = hf_model.generate(ids, **kw)  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
       t0 = time.perf_counter()
       hf_model.generate(ids, **kw)
+      sync()
       times.append(time.perf_counter() - t0)
-  return prompts.shape[0] * new / statistics.median(times), out[:, prompts.shape[1]:].numpy()
+  return prompts.shape[0] * new / statistics.median(times), out[:, prompts.shape[1]:].cpu().numpy()
 
 
 def forward_only_step_s(model: Transformer, batch: int, prompt: int, new: int) -> float:
@@ -152,22 +173,23 @@ def bench_sampler(sampler: Sampler, params, prompts, sp: SamplingParams, repeats
           "slot_utilization": first.stats["slot_utilization"]}
 
 
-def dense_case(name: str, cfg: ModelConfig, model: Transformer, hf_model, repeats: int, hf_repeats: int) -> dict:
+def dense_case(name: str, cfg: ModelConfig, model: Transformer, hf_model, repeats: int, hf_repeats: int,
+               batch: int = BATCH, prompt_len: int = PROMPT, new: int = NEW) -> dict:
   rng = np.random.default_rng(0)
-  prompts = rng.integers(0, cfg.vocab_size, (BATCH, PROMPT))
+  prompts = rng.integers(0, cfg.vocab_size, (batch, prompt_len))
   sampler, params = Sampler.from_model(model)
-  sp = SamplingParams(temperature=0.0, max_new_tokens=NEW)  # no stop ids: every row runs to NEW
+  sp = SamplingParams(temperature=0.0, max_new_tokens=new)  # no stop ids: every row runs to new
   b = bench_sampler(sampler, params, prompts.tolist(), sp, repeats)
   res = b.pop("result")
-  assert (res.lengths == NEW).all()
+  assert (res.lengths == new).all()
   sampled = bench_sampler(sampler, params, prompts.tolist(),
-                          SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=NEW), repeats)
+                          SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=new), repeats)
   sampled.pop("result")
-  step_s = b["median_s"] / NEW
-  fwd_s = forward_only_step_s(model, BATCH, PROMPT, NEW)
-  flops = matmul_flops_per_token(cfg, params) * BATCH
+  step_s = b["median_s"] / new
+  fwd_s = forward_only_step_s(model, batch, prompt_len, new)
+  flops = matmul_flops_per_token(cfg, params) * batch
   out = {
-      "case": name, "batch": BATCH, "prompt_len": PROMPT, "new_tokens": NEW,
+      "case": name, "batch": batch, "prompt_len": prompt_len, "new_tokens": new,
       "params": int(sum(x.size for x in jax.tree.leaves(params))),
       "greedy": {k: v for k, v in b.items()},
       "sampled_top_p": {"tokens_per_s": sampled["tokens_per_s"], "later_compiles": sampled["later_compiles"]},
@@ -181,14 +203,15 @@ def dense_case(name: str, cfg: ModelConfig, model: Transformer, hf_model, repeat
     # torch's thread count decides HF's speed here: with 2 OpenMP threads on a shared 2-core
     # machine, every op's barrier waits on a descheduled thread and generate slows down up to ~30x.
     out["hf"] = {}
-    for threads in sorted({1, os.cpu_count() or 1}):
-      hf_tps, hf_tokens = hf_generate_tps(hf_model, prompts, NEW, hf_repeats, threads)
+    on_gpu = hf_model.device.type == "cuda"
+    for threads in [os.cpu_count() or 1] if on_gpu else sorted({1, os.cpu_count() or 1}):
+      hf_tps, hf_tokens = hf_generate_tps(hf_model, prompts, new, hf_repeats, threads)
       agree = hf_tokens == res.tokens
-      first_diff = [int(np.argmin(r)) if not r.all() else NEW for r in agree]
-      out["hf"][f"torch_threads_{threads}"] = {
+      first_diff = [int(np.argmin(r)) if not r.all() else new for r in agree]
+      out["hf"]["cuda" if on_gpu else f"torch_threads_{threads}"] = {
           "tokens_per_s": hf_tps, "speedup_vs_hf": b["tokens_per_s"] / hf_tps, "repeats": hf_repeats,
           "greedy_rows_identical": int(agree.all(1).sum()),
-          "greedy_tokens_agree_until_first_diff": float(np.mean(first_diff) / NEW)}
+          "greedy_tokens_agree_until_first_diff": float(np.mean(first_diff) / new)}
   return out
 
 
@@ -248,6 +271,14 @@ def main(argv=None):
       report["results"].append(dense_case("tiny_moe", mcfg, mmodel, None if args.skip_hf else hf_moe,
                                           args.repeats, args.hf_repeats))
       print(json.dumps(report["results"][-1], default=str), file=sys.stderr)
+    if "qwen2_05b" in cases:
+      q5_dir = os.path.join(tmp, "qwen2_05b")
+      hf_q5 = qwen2_05b_hf_model(q5_dir)
+      q5cfg, q5model = load_hf_model(q5_dir, dtype="bfloat16")
+      report["results"].append(dense_case("qwen2_05b", q5cfg, q5model, None if args.skip_hf else hf_q5,
+                                          args.repeats, args.hf_repeats, batch=64, prompt_len=128, new=256))
+      print(json.dumps(report["results"][-1], default=str), file=sys.stderr)
+      del hf_q5, q5model
     if "long_tail" in cases:
       n = 32 if args.quick else 128
       report["results"].append(long_tail_case(qcfg, qmodel, n, 16, args.repeats))

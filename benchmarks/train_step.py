@@ -1,5 +1,5 @@
 """Train-step speed: r1jax (jit, fused log-prob loss, AdamW) vs. the same architecture in HF
-transformers (PyTorch, CPU) in the same process. Prints JSON.
+transformers (PyTorch, on the GPU when there is one) in the same process. Prints JSON.
 
     python benchmarks/train_step.py [--preset tiny_moe] [--batch 8] [--seq 256] [--devices 1]
 """
@@ -20,6 +20,11 @@ def main():
   ap.add_argument("--devices", type=int, default=1, help="virtual CPU devices (mesh over fsdp)")
   ap.add_argument("--steps", type=int, default=5)
   ap.add_argument("--no-peer", action="store_true")
+  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                  help="parameters and activations, both sides")
+  ap.add_argument("--attention", default="xla", choices=["xla", "cudnn"], help="ModelConfig.attention_impl")
+  ap.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+  ap.add_argument("--peer-device", default="auto", help="torch device for the HF peer (auto: cuda if present)")
   args = ap.parse_args()
   if args.devices > 1:
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -33,7 +38,8 @@ def main():
   from r1jax.train.sft import make_sft_step
   from r1jax.train.state import init_train_state, make_optimizer, split_model
 
-  cfg = get_preset(args.preset)
+  cfg = get_preset(args.preset, param_dtype=args.dtype, dtype=args.dtype, remat=args.remat,
+                   attention_impl=args.attention)
   mesh = make_mesh({"fsdp": -1})
   B, T = args.batch, args.seq
   rng = np.random.default_rng(0)
@@ -41,7 +47,8 @@ def main():
   batch = dict(tokens=tok, targets=np.roll(tok, -1, 1), loss_mask=np.ones((B, T), np.int32),
                segment_ids=np.ones((B, T), np.int32), positions=np.tile(np.arange(T, dtype=np.int32), (B, 1)))
   out = {"preset": args.preset, "batch": B, "seq": T, "devices": jax.device_count(),
-         "params": count_params(cfg)["total"], "device_kind": jax.devices()[0].device_kind}
+         "params": count_params(cfg)["total"], "device_kind": jax.devices()[0].device_kind,
+         "dtype": args.dtype, "remat": args.remat, "attention_impl": args.attention, "jax": jax.__version__}
   with jax.set_mesh(mesh):
     model = shd.create_sharded_model(cfg, mesh)
     g, p, e = split_model(model)
@@ -61,6 +68,9 @@ def main():
       jax.block_until_ready(m)
       times.append(time.perf_counter() - t)
   out["r1jax_step_s"] = statistics.median(times)
+  mem = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in mem:
+    out["r1jax_peak_mem_gib"] = mem["peak_bytes_in_use"] / 2**30
   out["r1jax_tokens_per_s"] = B * T / out["r1jax_step_s"]
   out["flops_per_token"] = flops_per_token(cfg, T, training=True)
   out["r1jax_gflops_per_s"] = out["flops_per_token"] * B * T / out["r1jax_step_s"] / 1e9
@@ -72,9 +82,14 @@ def main():
 
     hf = to_hf_config(cfg)
     hcfg = tf.AutoConfig.for_model(hf.pop("model_type"), **{k: v for k, v in hf.items() if k != "architectures"})
-    tm = tf.AutoModelForCausalLM.from_config(hcfg)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.peer_device == "auto" else args.peer_device
+    tdtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    tm = tf.AutoModelForCausalLM.from_config(hcfg).to(device=device, dtype=tdtype)
+    if args.remat != "none":
+      tm.gradient_checkpointing_enable()
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
-    x = torch.as_tensor(tok, dtype=torch.long)
+    x = torch.as_tensor(tok, dtype=torch.long, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def tstep():
       loss = tm(input_ids=x, labels=x).loss
@@ -83,11 +98,16 @@ def main():
       opt.zero_grad()
 
     tstep()
+    sync()
     times = []
     for _ in range(args.steps):
       t = time.perf_counter()
       tstep()
+      sync()
       times.append(time.perf_counter() - t)
+    out["hf_device"] = device
+    if device.startswith("cuda"):
+      out["hf_peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     out["hf_torch_step_s"] = statistics.median(times)
     out["speedup_vs_hf"] = out["hf_torch_step_s"] / out["r1jax_step_s"]
     out["torch_threads"] = torch.get_num_threads()

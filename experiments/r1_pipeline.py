@@ -11,8 +11,11 @@ Stages (each in <workdir>/<name>, each resumable; finished stages are skipped on
   reasoning_rl      GRPO from cold_start, + language-consistency reward
   rejection         rejection sampling from reasoning_rl (correct, readable) + non-reasoning data
   rejection_sft     SFT of the *base* model on that mix
-  all_scenario_rl   GRPO from rejection_sft at temperature 0.7 (rule rewards; the learned
-                    helpfulness/safety reward models are available as rewards but not chained yet)
+  helpfulness_rm    pairwise (Bradley-Terry) reward model on the base architecture, scored on the
+                    final summary only
+  safety_rm         pointwise reward model, scored on the whole response
+  all_scenario_rl   GRPO from rejection_sft at temperature 0.7: reasoning prompts with rule
+                    rewards, general prompts with the two reward models
   student_base      a smaller dense model pretrained like base (same tokenizer)
   student_distill   SFT of student_base on the teacher's curated outputs (the rejection data)
   student_rl        GRPO from student_base alone (the paper's "RL on the small model" baseline)
@@ -20,13 +23,28 @@ Stages (each in <workdir>/<name>, each resumable; finished stages are skipped on
 """
 import ml_collections
 
+# The tiny preset's task is 2-digit addition with carries ("addition"): held-out problems need the
+# column method, which a 2-layer d128 model picks up from short traces in a few hundred steps
+# (a phase change: ~5% at 300 steps, >50% at 400-500). The base model is pretrained to just
+# before that point, so it is weak, and later stages have something to gain.
+_POLICY = {"n_layers": 2}
+_STUDENT = {"n_layers": 2, "d_model": 96, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 256}
+_PRETRAIN = {"tasks": ("addition",), "worked_fraction": 0.6, "trace_style": "short",
+             "problem_fraction": 0.6, "template_fraction": 0.15}
 _SFT_TINY = (("data.batch_size", 16), ("data.seq_len", 256), ("train.log_every", 10),
-             ("train.checkpoint_every", 50), ("train.logprob_chunk_size", 512))
-# Cold-start traces for arithmetic are ~170 tokens (<= 220): completions must fit one.
-_RL_TINY = (("train.rollouts", 12), ("train.checkpoint_every", 4), ("train.eval_every", 0),
-            ("grpo.max_completion_length", 224), ("data.task.name", "arithmetic"), ("data.template.name", "r1"),
+             ("train.checkpoint_every", 50), ("train.logprob_chunk_size", 512), ("optim.warmup_steps", 20))
+_BASE = _SFT_TINY + (("data.corpus", "pretraining"), ("data.corpus_size", 8000), ("data.corpus_options", _PRETRAIN),
+                     ("data.template.name", "r1_zero"), ("optim.learning_rate", 3e-3))
+# Short traces are ~80 tokens; 128 new tokens leave room for a "Wait, let me re-check" detour.
+_RL_TINY = (("train.rollouts", 10), ("train.checkpoint_every", 5), ("train.eval_every", 0),
+            ("grpo.max_completion_length", 128), ("data.task.name", "addition"), ("data.template.name", "r1"),
+            # From a cold start, 3e-4 let the format reward (weight 1, like accuracy and language)
+            # win: accuracy fell from 30% to 0 in 10 rollouts. 5e-5 keeps what the SFT taught.
+            ("grpo.learning_rate", 5e-5), ("optim.learning_rate", 5e-5),
             # After a cold start the R1 format puts a summary between </think> and <answer>.
             ("rewards.options", {"format": {"allow_summary": True}}))
+_RL_NO_REWARD_OPTIONS = tuple(o for o in _RL_TINY if o[0] != "rewards.options")
+_COLD_START = {"tasks": ("addition",), "trace_style": "short"}
 
 
 def get_config(arg: str = "tiny"):
@@ -40,39 +58,43 @@ def get_config(arg: str = "tiny"):
     raise ValueError(f"r1_pipeline: unknown preset {arg!r} (tiny)")
   rejection_data = ("{rejection:dir}/data/rejection_sft.jsonl",)
   c.stages = (
-      ("base", "cold_start.py:tiny", _SFT_TINY + (
-          ("stage", "base"), ("data.corpus", "pretraining"), ("data.corpus_size", 3000), ("train.steps", 200),
-          ("optim.learning_rate", 2e-3), ("optim.warmup_steps", 20))),
+      ("base", "cold_start.py:tiny", _BASE + (
+          ("stage", "base"), ("model.overrides", _POLICY), ("train.steps", 300))),
       ("r1_zero", "r1_zero.py:tiny", _RL_TINY + (
-          ("model.init_from", "{base}"), ("data.template.name", "r1_zero"), ("rewards.options", {}))),
+          ("model.init_from", "{base}"), ("data.template.name", "r1_zero"), ("rewards.options", {}),
+          ("grpo.learning_rate", 3e-4), ("optim.learning_rate", 3e-4))),  # a base has little to lose
       ("cold_start", "cold_start.py:tiny", _SFT_TINY + (
-          ("model.init_from", "{base}"), ("train.steps", 150), ("optim.learning_rate", 1e-3))),
-      ("reasoning_rl", "r1_zero.py:tiny", _RL_TINY + (
-          ("stage", "reasoning_rl"), ("model.init_from", "{cold_start}"),
-          ("rewards.weights", {"accuracy": 1.0, "format": 1.0, "language": 1.0}))),
+          ("model.init_from", "{base}"), ("data.corpus_size", 2000), ("data.corpus_options", _COLD_START),
+          ("train.steps", 150), ("optim.learning_rate", 2e-3))),
+      ("reasoning_rl", "reasoning_rl.py:tiny", _RL_TINY + (("model.init_from", "{cold_start}"),)),
       ("rejection", "rejection_sft.py:tiny", (
-          ("model.init_from", "{reasoning_rl}"), ("data.task.name", "arithmetic,countdown"),
-          ("sampling.max_new_tokens", 256), ("rejection.min_kept", 1))),
+          ("model.init_from", "{reasoning_rl}"), ("data.task.name", "addition"), ("data.task.n", 128),
+          ("sampling.max_new_tokens", 160), ("rejection.min_kept", 1))),
       ("rejection_sft", "cold_start.py:tiny", _SFT_TINY + (
           ("stage", "rejection_sft"), ("model.init_from", "{base}"), ("data.corpus", ""),
-          ("data.spec.paths", rejection_data), ("train.steps", 80), ("optim.learning_rate", 1e-3))),
-      ("all_scenario_rl", "r1_zero.py:tiny", _RL_TINY + (
-          ("stage", "all_scenario_rl"), ("model.init_from", "{rejection_sft}"),
-          ("grpo.rollout_temperature", 0.7))),
-      ("student_base", "cold_start.py:tiny", _SFT_TINY + (
+          ("data.spec.paths", rejection_data), ("train.steps", 100), ("optim.learning_rate", 2e-3))),
+      # Learned rewards for the general prompts of stage 4 (paper §2.3.4), on the base architecture.
+      ("helpfulness_rm", "reward_model.py:tiny", (("stage", "helpfulness_rm"), ("model.init_from", "{base}"))),
+      ("safety_rm", "reward_model.py:tiny", (("stage", "safety_rm"), ("model.init_from", "{base}"),
+                                             ("rm.kind", "safety"), ("data.corpus", "safety"))),
+      # Reasoning prompts (rule rewards) + general prompts (the two reward models), temperature 0.7.
+      ("all_scenario_rl", "all_scenario_rl.py:tiny", _RL_NO_REWARD_OPTIONS + (
+          ("model.init_from", "{rejection_sft}"),
+          ("rewards.options.helpfulness_rm.path", "{helpfulness_rm}"),
+          ("rewards.options.safety_rm.path", "{safety_rm}"))),
+      ("student_base", "cold_start.py:tiny", _BASE + (
           ("stage", "student_base"), ("tokenizer.path", "{base:dir}/tokenizer.model"),
-          ("model.overrides", {"n_layers": 2, "d_model": 96, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 256}),
-          ("data.corpus", "pretraining"), ("data.corpus_size", 3000), ("train.steps", 200),
-          ("optim.learning_rate", 2e-3), ("optim.warmup_steps", 20))),
+          ("model.overrides", _STUDENT), ("train.steps", 300))),
       ("student_distill", "cold_start.py:tiny", _SFT_TINY + (
           ("stage", "student_distill"), ("model.init_from", "{student_base}"), ("data.corpus", ""),
-          ("data.spec.paths", rejection_data), ("train.steps", 80), ("optim.learning_rate", 1e-3))),
+          ("data.spec.paths", rejection_data), ("train.steps", 100), ("optim.learning_rate", 2e-3))),
       ("student_rl", "r1_zero.py:tiny", _RL_TINY + (
-          ("stage", "student_rl"), ("model.init_from", "{student_base}"))),
+          ("stage", "student_rl"), ("model.init_from", "{student_base}"), ("data.template.name", "r1_zero"),
+          ("rewards.options", {}), ("grpo.learning_rate", 3e-4), ("optim.learning_rate", 3e-4))),
       ("evaluate", "evaluate.py:tiny", (
           ("checkpoints", "base={base},r1-zero={r1_zero},cold-start={cold_start},reasoning-rl={reasoning_rl},"
                           "rejection-sft={rejection_sft},r1={all_scenario_rl},student-distilled={student_distill},"
                           "student-rl-only={student_rl}"),
-          ("eval.tasks", "arithmetic,countdown"), ("eval.n", 32), ("eval.k", 4), ("eval.max_new_tokens", 256))),
+          ("eval.tasks", "addition"), ("eval.n", 64), ("eval.k", 4), ("eval.max_new_tokens", 160))),
   )
   return c

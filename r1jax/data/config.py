@@ -8,6 +8,14 @@
     ds = dataset_from_config(cfg.data, tokenizer)           # a grain.IterDataset of batches
 
 `batch_size` is the global batch; each process gets `batch_size / process_count` rows.
+
+RL only: `cfg.data.general` mixes general (non-reasoning) prompts into the prompt stream, as
+all-scenario RL does (paper §2.3.4): `general.n` rows of a synthetic corpus (`general.corpus =
+"general_prompts"`) and/or the files `general.paths` (fields mapped by `general.fields`). They
+join the reasoning prompts before the shuffle, so each batch mixes them in proportion to the
+sizes. Rows that name no task get `general.task` ("general"), which is how rewards are routed
+to them (`rewards.options.<reward>.tasks`); rows without an answer get {} (reward models need
+no reference).
 """
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ import ml_collections
 
 from r1jax.data import pipelines
 from r1jax.data.records import KINDS, DatasetSpec, spec_from_config
-from r1jax.data.sources import InMemorySource, open_source
+from r1jax.data.sources import ConcatSource, InMemorySource, open_source
 from r1jax.data.templates import build_template
 from r1jax.data.tokenizer import Tokenizer
 
@@ -45,23 +53,55 @@ def data_config(kind: str = "rl") -> ml_collections.ConfigDict:
   c.max_len = 1024           # preference / pointwise rows
   c.k = 1                    # eval samples per question
   c.read_threads = 2
+  if kind == "rl":
+    c.general = ml_collections.ConfigDict(dict(corpus="", n=0, paths=(), fields={}, task="general", seed=0))
   return c
 
 
+def general_source(cfg: Any) -> Any:
+  """The general prompts of `cfg.general` (see the module docstring), or None when it names none."""
+  g = cfg.get("general", None)
+  if g is None or not (g.corpus or g.paths):
+    return None
+  defaults = {"task": g.task, "answer": {}}
+  sources = []
+  if g.corpus:
+    from r1jax.data.tasks import corpora
+
+    make = getattr(corpora, f"{g.corpus}_corpus", None)
+    if make is None:
+      raise ValueError(f"data.general.corpus: unknown corpus {g.corpus!r} (a name in data.tasks.corpora)")
+    if int(g.n) <= 0:
+      raise ValueError(f"data.general.n: must be > 0 with data.general.corpus set, got {g.n}")
+    name = f"{g.corpus}/general"
+    sources.append(InMemorySource(make(n=int(g.n), seed=int(g.seed)),
+                                  DatasetSpec(paths=(name,), kind="rl", defaults=defaults), name=name))
+  if g.paths:
+    sources.append(open_source(DatasetSpec(paths=tuple(g.paths), kind="rl", fields=dict(g.fields),
+                                           defaults=defaults)))
+  return sources[0] if len(sources) == 1 else ConcatSource(sources)
+
+
 def source_from_config(cfg: Any) -> Any:
-  """Files named by `cfg.spec.paths`, else the offline task `cfg.task.name`."""
+  """Files named by `cfg.spec.paths`, else the offline task `cfg.task.name`; then (RL) the
+  general prompts of `cfg.general` after them."""
+  general = general_source(cfg)
   if cfg.spec.paths:
     spec = spec_from_config(dict(cfg.spec.to_dict() if hasattr(cfg.spec, "to_dict") else cfg.spec,
                                  kind=cfg.kind))
-    return open_source(spec)
-  if cfg.task.name:
+    src = open_source(spec)
+  elif cfg.task.name:
     from r1jax.data import tasks
 
     rows = tasks.get_task(cfg.task.name).generate(cfg.task.split, cfg.task.n, seed=cfg.task.seed,
                                                   difficulty=cfg.task.difficulty)
     name = f"{cfg.task.name}/{cfg.task.split}"
-    return InMemorySource(rows, DatasetSpec(paths=(name,), kind=cfg.kind), name=name)
-  raise ValueError("data: set data.spec.paths (files) or data.task.name (an offline task)")
+    src = InMemorySource(rows, DatasetSpec(paths=(name,), kind=cfg.kind), name=name)
+  elif general is not None:
+    return general
+  else:
+    raise ValueError("data: set data.spec.paths (files) or data.task.name (an offline task)")
+  return src if general is None else ConcatSource([src, general])
 
 
 def dataset_from_config(cfg: Any, tokenizer: Tokenizer, source: Any = None,

@@ -46,6 +46,13 @@ def attend(q, k, v, mask, scale):
   return jnp.einsum("bkgts,bskd->btkgd", p.astype(v.dtype), v, preferred_element_type=jnp.float32).astype(v.dtype)
 
 
+def attend_cudnn(q, k, v, mask, scale):
+  """The fused cuDNN kernel: q [B, T, H, D], k/v [B, S, K, D] (K divides H), mask [B, T, S] (causal and
+  same-segment; it becomes an additive bias inside the kernel) -> [B, T, H, D]."""
+  return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=scale, is_causal=True,
+                                      implementation="cudnn")
+
+
 class GQAAttention(nnx.Module):
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -82,6 +89,8 @@ class GQAAttention(nnx.Module):
       mask = make_mask(positions, segment_ids, positions, segment_ids, cached=False)
     B, T, H, D = q.shape
     Kh = cfg.kv_heads
+    if cache is None and cfg.attention_impl == "cudnn":
+      return self.o_proj(attend_cudnn(q, k.astype(q.dtype), v.astype(q.dtype), mask, self.scale)), cache
     q = q.reshape(B, T, Kh, H // Kh, D)
     o = attend(q, k.astype(q.dtype), v.astype(q.dtype), mask, self.scale).reshape(B, T, H, D)
     return self.o_proj(o), cache

@@ -81,6 +81,10 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # activations
   remat: RematPolicy = "none"
+  # "xla": explicit einsum softmax (every backend; the parity reference). "cudnn": the fused
+  # flash-attention kernel through jax.nn.dot_product_attention, for GQA training / prefill
+  # without a cache on NVIDIA GPUs (bf16/fp16); decoding against the KV cache stays on "xla".
+  attention_impl: str = "xla"
   init_std: float = 0.02
 
   # ---- derived ----
@@ -153,6 +157,11 @@ def validate(c: ModelConfig) -> None:
     _check(c.moe_block_size > 0, "moe_block_size", f"must be > 0, got {c.moe_block_size}")
     _check(c.capacity_factor is None or c.capacity_factor > 0, "capacity_factor", "must be > 0 or None")
   _check(c.remat in ("none", "full", "dots"), "remat", f"got {c.remat!r}")
+  _check(c.attention_impl in ("xla", "cudnn"), "attention_impl", f"must be 'xla' or 'cudnn', got {c.attention_impl!r}")
+  if c.attention_impl == "cudnn":
+    _check(c.attention == "gqa", "attention_impl", "'cudnn' supports GQA attention only (MLA has q/k and v "
+                                                   "head dims that differ); use 'xla'")
+    _check(c.dtype in ("bfloat16", "float16"), "attention_impl", f"'cudnn' needs dtype bfloat16 or float16, got {c.dtype!r}")
   for f in ("param_dtype", "dtype"):
     _check(getattr(c, f) in ("float32", "bfloat16", "float16"), f, f"got {getattr(c, f)!r}")
   if c.rope_scaling is not None:

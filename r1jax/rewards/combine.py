@@ -13,6 +13,13 @@ without one are `default_task`, "math"): task names map to registered reward nam
 "code" → the code reward). Tasks whose module exposes `verify(completion, answer) -> float`
 join with `registry.register_item_verifier(task, verify)`. Rows of an unknown task score 0 and
 are counted in `unrouted`.
+
+Per-reward task routing (all-scenario RL, paper §2.3.4: rule rewards for reasoning prompts,
+reward models for general ones): `options[name]["tasks"]` (a reserved key, not passed to the
+reward) lists the tasks whose rows that reward scores; other rows get 0 from it and are never
+shown to it. A row's task is `metadata[i]["task"]`, `DEFAULT_TASK` when it has none. A routed
+reward reports `"<reward>/rows"`, and its `"<reward>/mean"` is over its own rows (left out when
+a batch has none).
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ from r1jax.rewards import registry
 from r1jax.rewards.registry import RewardFn, RewardOutput
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TASK = "math"  # the task of a row whose metadata names none
+ROUTE_KEY = "tasks"  # reserved option: the tasks a reward is routed to
 
 
 def _close(fn: Any) -> None:
@@ -103,9 +113,13 @@ class CombinedReward:
                        f"(weights name {sorted(weights)})")
     self.weights = {name: float(w) for name, w in weights.items()}
     self.rewards: dict[str, RewardFn] = {}
+    self.tasks: dict[str, frozenset[str]] = {}  # name -> the tasks it scores (absent: every row)
     try:
       for name in self.weights:
-        self.rewards[name] = registry.build(name, **dict(options.get(name, {})))
+        opts = dict(options.get(name, {}))
+        if ROUTE_KEY in opts:
+          self.tasks[name] = _route(name, opts.pop(ROUTE_KEY))
+        self.rewards[name] = registry.build(name, **opts)
     except Exception:
       self.close()
       raise
@@ -115,13 +129,24 @@ class CombinedReward:
     completions, answers, metadata = _normalize_batch(completions, answers, metadata)
     total = np.zeros(len(completions), np.float32)  # [N]
     components, metrics = {}, {}
+    row_tasks = [task_of(m) for m in metadata] if self.tasks else []
     for name, fn in self.rewards.items():
       start = time.perf_counter()
-      scores, component_metrics = call_safely(name, fn, completions, answers, metadata)
+      if name in self.tasks:
+        rows = [i for i, t in enumerate(row_tasks) if t in self.tasks[name]]
+        scores, component_metrics = np.zeros(len(completions), np.float32), {}
+        if rows:
+          scores[rows], component_metrics = call_safely(
+              name, fn, [completions[i] for i in rows], [answers[i] for i in rows],
+              [metadata[i] for i in rows])
+          component_metrics["mean"] = float(scores[rows].mean())
+        component_metrics["rows"] = float(len(rows))
+      else:
+        scores, component_metrics = call_safely(name, fn, completions, answers, metadata)
+        component_metrics["mean"] = float(scores.mean()) if len(scores) else 0.0
       components[name] = scores
       total += np.float32(self.weights[name]) * scores
       metrics.update({f"{name}/{key}": float(value) for key, value in component_metrics.items()})
-      metrics[f"{name}/mean"] = float(scores.mean()) if len(scores) else 0.0
       metrics[f"{name}/seconds"] = time.perf_counter() - start
     metrics["total/mean"] = float(total.mean()) if len(total) else 0.0
     return CombinedOutput(total=total, components=components, metrics=metrics)
@@ -129,6 +154,20 @@ class CombinedReward:
   def close(self) -> None:
     for fn in self.rewards.values():
       _close(fn)
+
+
+def task_of(meta: Mapping[str, Any]) -> str:
+  """A row's task: `metadata["task"]`, or `DEFAULT_TASK` when it names none."""
+  task = meta.get("task")
+  return task if isinstance(task, str) and task else DEFAULT_TASK
+
+
+def _route(name: str, tasks: Any) -> frozenset[str]:
+  if isinstance(tasks, str) or not isinstance(tasks, (list, tuple, set, frozenset)) or not tasks \
+      or not all(isinstance(t, str) and t for t in tasks):
+    raise ValueError(f"CombinedReward: options[{name!r}][{ROUTE_KEY!r}] must be a non-empty list "
+                     f"of task names, got {tasks!r}")
+  return frozenset(tasks)
 
 
 def build_combined(weights: Mapping[str, float],
@@ -139,7 +178,7 @@ def build_combined(weights: Mapping[str, float],
 class AccuracyReward:
   """Routes each row to the verifier of its task (see the module docstring)."""
 
-  def __init__(self, routes: Mapping[str, str] | None = None, default_task: str = "math",
+  def __init__(self, routes: Mapping[str, str] | None = None, default_task: str = DEFAULT_TASK,
                task_key: str = "task", options: Mapping[str, Mapping[str, Any]] | None = None):
     self.routes = dict(routes or {})
     self.default_task = default_task

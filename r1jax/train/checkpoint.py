@@ -3,7 +3,8 @@
 One checkpoint holds the train-state pytree (params, optimizer state, MoE router bias, reference
 params, step, rng — whatever the stage puts in it), the Grain iterator state, and a JSON metadata
 dict (stage marker, config). Saves are async and keep the newest N. SIGTERM (TPU preemption) sets
-a flag the loops poll; they save and exit cleanly. Restores go onto the current shardings.
+a flag the loops poll (several processes: JAX's preemption sync point, one step for all); they
+save and exit cleanly. Restores go onto the current shardings.
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def _on_sigterm(signum, frame):
 
 
 def install_preemption_handler() -> None:
+  """Single process only. With several processes JAX's preemption service (jax.distributed) owns
+  SIGTERM and makes every process stop at the same step; a Python handler would replace its C++
+  one, and the signalled process alone would stop (and the others hang in their collectives)."""
+  if jax.process_count() > 1:
+    return
   if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
@@ -76,6 +82,10 @@ class Checkpointer:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax INFO logging is very chatty
+    # That also raises the root logger's level; r1jax's own INFO lines ("resumed at step N") stay.
+    r1jax_logger = logging.getLogger("r1jax")
+    if r1jax_logger.level == logging.NOTSET:
+      r1jax_logger.setLevel(logging.INFO)
     self.directory = os.path.abspath(directory)
     self._ocp = ocp
     self.manager = ocp.CheckpointManager(
@@ -117,12 +127,14 @@ class Checkpointer:
     return dict(out["meta"] or {})
 
   def reached_preemption(self, step: int) -> bool:
-    """True when this process got SIGTERM, or (multi-host) when JAX's preemption sync says so."""
+    """Single process: this process got SIGTERM. Multi-process: JAX's preemption sync point says
+    so, which is the same step on every process (a local flag could differ by a step)."""
+    if jax.process_count() == 1:
+      return preempted()
     try:
-      synced = self.manager.reached_preemption(step)
-    except Exception:  # no jax.distributed preemption service (single process, CPU)
-      synced = False
-    return preempted() or bool(synced)
+      return bool(self.manager.reached_preemption(step))
+    except Exception:  # jax.distributed without its preemption service
+      return False
 
   def end_of_step(self, step: int, state, *, every: int, last: int, data_iterator=None,
                   meta: Optional[dict] = None) -> None:

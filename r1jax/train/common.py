@@ -169,7 +169,12 @@ def resolve_offline_corpus(data_cfg, workdir: str) -> None:
   if not os.path.exists(path) and jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     kw = {"n": int(data_cfg.corpus_size)} if data_cfg.get("corpus_size") else {}
-    write_jsonl(make(seed=int(data_cfg.seed), **kw), path + ".tmp")
+    kw.update(dict(data_cfg.get("corpus_options", None) or {}))
+    try:
+      rows = make(seed=int(data_cfg.seed), **kw)
+    except TypeError as e:  # an unknown option: name the config field
+      raise ValueError(f"config.data.corpus_options: {e}") from e
+    write_jsonl(rows, path + ".tmp")
     os.replace(path + ".tmp", path)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -8,6 +8,7 @@ REQUIRED = {
     "grpo": ("model", "data", "optim", "train", "tokenizer", "grpo", "rewards", "sampling"),
     "rejection": ("model", "tokenizer", "data", "sampling", "rejection", "filters", "mix", "output"),
     "evaluate": ("checkpoints", "eval", "data", "sampling"),
+    "reward_model": ("model", "tokenizer", "data", "optim", "train", "rm"),
     "pipeline": ("stages",),
 }
 
@@ -76,6 +77,10 @@ def check_config(cfg: Any) -> None:
     from r1jax.train.rejection_stage import check_rejection_config
 
     check_rejection_config(cfg)
+  if kind == "reward_model":
+    from r1jax.train.reward_model_stage import check_reward_model_config
+
+    check_reward_model_config(cfg)
   if kind == "grpo":
     from r1jax.rl.config import GRPOConfig
     from r1jax.rewards import registry
@@ -93,6 +98,25 @@ def check_config(cfg: Any) -> None:
     for name in cfg.rewards.weights:
       if name not in known:
         raise ConfigError(f"config.rewards.weights.{name}: unknown reward; known: {sorted(known)}")
+    _check_learned_rewards(cfg.rewards)
     for key in ("rollouts", "checkpoint_every"):
       if int(_need(cfg.train, key, "train.")) <= 0:
         raise ConfigError(f"config.train.{key}: must be > 0, got {cfg.train[key]}")
+
+
+def _check_learned_rewards(rewards) -> None:
+  """A learned reward (helpfulness_rm, safety_rm) needs options.<name>.path: a reward model dir."""
+  import os
+
+  from r1jax.rewards.model import META_FILE, RM_KINDS
+
+  options = rewards.get("options", {}) or {}
+  for name in rewards.weights:
+    if name not in {f"{k}_rm" for k in RM_KINDS}:
+      continue
+    path = (options.get(name, None) or {}).get("path", "")
+    if not path:
+      raise ConfigError(f"config.rewards.options.{name}.path: set it to a reward model directory "
+                        "(a reward_model stage's <workdir>/final)")
+    if not os.path.exists(os.path.join(path, META_FILE)):
+      raise ConfigError(f"config.rewards.options.{name}.path: {path!r} has no {META_FILE} (not a reward model dir)")

@@ -49,6 +49,7 @@ def sft_base() -> ml_collections.ConfigDict:
   c = _stage("sft", "sft")
   c.data.corpus = ""  # a synthetic corpus name (data.tasks.corpora) instead of files
   c.data.corpus_size = 0
+  c.data.corpus_options = {}  # keyword arguments of that corpus function (tasks, trace_style, …)
   c.optim = _optim(1e-5)
   c.train = ml_collections.ConfigDict(dict(steps=1000, grad_accum_steps=1, log_every=10, checkpoint_every=200,
                                            keep_checkpoints=2, router_bias_rate=0.001,

@@ -1,7 +1,8 @@
 """Chains stages: each runs in <workdir>/<name> from its own experiment config plus overrides, and
 later stages refer to earlier outputs as "{name}" (that stage's HF-format export, <dir>/final) or
-"{name:dir}" (its workdir). A stage whose export exists is skipped, so re-running resumes the
-pipeline; each stage resumes itself from its checkpoints."""
+"{name:dir}" (its workdir). "{config:field}" is a top-level field of the pipeline config itself, so
+a pipeline can expose e.g. `--config.teacher=DIR` to its stages. A stage whose export exists is
+skipped, so re-running resumes the pipeline; each stage resumes itself from its checkpoints."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,6 +17,7 @@ import jax
 log = logging.getLogger(__name__)
 
 _REF = re.compile(r"\{([A-Za-z0-9_]+)(:dir)?\}")
+_FIELD_REF = re.compile(r"\{config:([A-Za-z0-9_]+)\}")
 
 
 def load_experiment(spec: str, root: str):
@@ -46,6 +48,29 @@ def resolve(value: Any, dirs: dict[str, str]) -> Any:
   return value
 
 
+def resolve_fields(value: Any, cfg, _seen: tuple[str, ...] = ()) -> Any:
+  """Replaces {config:field} references by the pipeline config's top-level fields. A string that is
+  exactly one reference takes the field's value as is (a dict, a tuple, a number); a field may
+  itself refer to another one."""
+  if isinstance(value, str):
+    def field(name):
+      if name in _seen:
+        raise ValueError(f"pipeline: {{config:{name}}}: circular reference ({' -> '.join(_seen + (name,))})")
+      if name not in cfg:
+        raise KeyError(f"pipeline: {{config:{name}}}: the pipeline config has no field {name!r}")
+      v = cfg[name]
+      return resolve_fields(v.to_dict() if hasattr(v, "to_dict") else v, cfg, _seen + (name,))
+    whole = _FIELD_REF.fullmatch(value)
+    if whole:
+      return field(whole.group(1))
+    return _FIELD_REF.sub(lambda m: str(field(m.group(1))), value)
+  if isinstance(value, (tuple, list)):
+    return type(value)(resolve_fields(v, cfg, _seen) for v in value)
+  if isinstance(value, dict):
+    return {k: resolve_fields(v, cfg, _seen) for k, v in value.items()}
+  return value
+
+
 def apply_overrides(cfg, overrides: dict[str, Any], where: str, *, strict: bool = True):
   """Sets dotted keys; a missing field is an error naming it (or skipped when not strict)."""
   for dotted, value in overrides.items():
@@ -68,6 +93,8 @@ def stage_done(kind: str, workdir: str) -> bool:
     return os.path.exists(os.path.join(workdir, "data", "rejection_sft.jsonl"))
   if kind == "evaluate":
     return os.path.exists(os.path.join(workdir, "eval_table.md"))
+  if kind == "reward_model":
+    return os.path.exists(os.path.join(workdir, "final", "reward_model.json"))
   return os.path.exists(os.path.join(workdir, "final", "config.json"))
 
 
@@ -86,10 +113,10 @@ def run_pipeline(cfg, workdir: str) -> dict:
     if only and name not in only:
       continue
     stage_cfg = load_experiment(spec, root)
-    apply_overrides(stage_cfg, resolve(overrides, dirs), f"pipeline stage {name!r}")
+    apply_overrides(stage_cfg, resolve(resolve_fields(overrides, cfg), dirs), f"pipeline stage {name!r}")
     # Common overrides come last (e.g. shrinking every stage for a smoke run) and apply wherever
     # the stage has the field.
-    apply_overrides(stage_cfg, resolve(dict(cfg.get("common_overrides", ()) or ()), dirs),
+    apply_overrides(stage_cfg, resolve(resolve_fields(dict(cfg.get("common_overrides", ()) or ()), cfg), dirs),
                     f"pipeline stage {name!r}", strict=False)
     if stage_done(stage_cfg.kind, stage_dir):
       log.info("pipeline: %s already done (%s)", name, stage_dir)

@@ -8,6 +8,7 @@ RUNNERS = {
     "grpo": "r1jax.train.rl_stage:run_rl",
     "rejection": "r1jax.train.rejection_stage:run_rejection",
     "evaluate": "r1jax.train.evaluate_stage:run_evaluate",
+    "reward_model": "r1jax.train.reward_model_stage:run_reward_model",
     "pipeline": "r1jax.train.pipeline:run_pipeline",
 }
 

@@ -45,7 +45,7 @@ def test_pretraining_corpus_is_weak_and_mixed(pretrain):
 
 def test_cold_start_traces_are_verified_r1_format():
   records = corpora.cold_start_corpus(90, seed=0, wait_prob=0.3)
-  assert len(records) == 90 and {r["task"] for r in records} == set(REASONING_TASKS)
+  assert len(records) == 90 and {r["task"] for r in records} == set(corpora.REASONING_TASKS)
   spec = DatasetSpec(paths=("x",), kind="sft")
   waits = 0
   for r in records:
@@ -117,3 +117,30 @@ def test_write_offline_datasets_loads_end_to_end(tmp_path):
   batch = next(iter(pipelines.sft_dataset(src, tok, tpl, batch_size=2, seq_len=1024,
                                           process_index=0, process_count=1)))
   assert batch["tokens"].shape == (2, 1024) and batch["loss_mask"].sum() > 0
+
+
+def test_worked_pretraining_documents_and_task_choice():
+  docs = corpora.pretraining_corpus(800, seed=0, tasks=("addition",), worked_fraction=0.6,
+                                    trace_style="short", problem_fraction=0.6, template_fraction=0.15)
+  assert len(docs) == 800
+  worked = [d["text"] for d in docs if d["text"].startswith("Question:") and "\nresult " in d["text"]]
+  plain = [d["text"] for d in docs if re.match(r"Question: .*\nAnswer: \d+$", d["text"])]
+  assert 0.45 < len(worked) / (len(worked) + len(plain)) < 0.75  # worked_fraction 0.6
+  for text in worked:  # a worked solution ends in its own (right) result
+    a, b = map(int, re.match(r"Question: What is (\d+) \+ (\d+)\?", text).groups())
+    assert text.endswith(f"result {a + b}\ncheck {a + b} - {b} = {a}, ok\nAnswer: {a + b}")
+  assert not any("×" in d["text"] or "knight" in d["text"] for d in docs)  # addition only
+  r1_zero = [d["text"] for d in docs if d["text"].startswith(templates.R1_ZERO_TEMPLATE[:40])]
+  assert len(r1_zero) == 120 and sum("\nresult " in t for t in r1_zero) > 40
+  test_prompts = {it["prompt"] for it in get_task("addition").generate("test", 200, seed=0, difficulty=1)}
+  assert not any(f"Question: {p}\n" in d["text"] for d in docs for p in test_prompts)
+
+
+def test_corpora_larger_than_the_problem_space_repeat_problems():
+  n = 4000  # more than the ~2,800 distinct 2-digit train additions with a carry
+  records = corpora.cold_start_corpus(n, seed=0, tasks=("addition",), trace_style="short")
+  assert len(records) == n and len({r["id"] for r in records}) == n
+  assert len({r["prompt"] for r in records}) < n
+  assert all(verify(r["response"], r["answer"], "addition") == 1.0 for r in records[:200])
+  with pytest.raises(ValueError, match="unknown reasoning task"):
+    corpora.cold_start_corpus(10, tasks=("sudoku",))

@@ -1,13 +1,14 @@
 """Offline reasoning tasks: verifiers against brute force, disjoint splits, seeds, difficulty."""
 import itertools
 import json
+import re
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from r1jax.data import tasks
-from r1jax.data.tasks import arithmetic, base, countdown, cot, knights_knaves
+from r1jax.data import tasks, templates
+from r1jax.data.tasks import addition, arithmetic, base, countdown, cot, knights_knaves
 
 
 def wrap(ans: str) -> str:
@@ -253,3 +254,83 @@ def test_arithmetic_trace_corrections_are_real():
   wait = next(i for i, line in enumerate(lines) if line.startswith("Wait"))
   assert "834" not in lines[wait - 2] and "834" in lines[wait + 1]
   assert trace["answer"] == "834"
+
+
+# --- short traces (the CPU demo's cold-start style) ----------------------------------------------
+
+_EQUATION = re.compile(r"(\d+(?: [-+×÷] \d+)+) = (\d+)")
+
+
+def _holds(lhs: str, rhs: str) -> bool:
+  tokens = lhs.split()
+  value = int(tokens[0])
+  for op, x in zip(tokens[1::2], map(int, tokens[2::2])):
+    if op == "÷":
+      if value % x:
+        return False
+      value //= x
+    else:
+      value = {"+": value + x, "-": value - x, "×": value * x}[op]
+  return value == int(rhs)
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "addition"])
+@pytest.mark.parametrize("difficulty", [1, 2, 4])
+def test_short_traces_state_only_true_equations_and_reach_the_answer(name, difficulty):
+  rng = np.random.default_rng(difficulty)
+  write = cot.trace_writer(name, "short")
+  waits = 0
+  for it in tasks.get_task(name).generate("train", 40, seed=3, difficulty=difficulty):
+    trace = write(it, rng, wait_prob=0.5)
+    text = trace["reasoning"]
+    for lhs, rhs in _EQUATION.findall(text):  # every stated equation is true, the slip's too
+      assert _holds(lhs, rhs), (lhs, rhs, text)
+    for line in text.split("\n"):
+      m = re.search(r"= (\d+), write (\d+) carry (\d+)$", line)
+      if m:  # the written digit and the carry out follow from the column sum
+        assert (int(m[1]) % 10, int(m[1]) // 10) == (int(m[2]), int(m[3])), line
+    response = templates.r1_response(text, trace["summary"], trace["answer"])
+    assert tasks.verify(response, it["answer"], name) == 1.0
+    assert len(text) < 400  # short: a handful of lines
+    if "Wait, let me re-check." in text:
+      waits += 1
+      lines = text.split("\n")
+      wait = lines.index("Wait, let me re-check.")
+      wrong = int(lines[wait - 2].split()[-1])
+      assert lines[wait - 2].startswith("result ") and wrong != int(it["answer"])
+      assert lines[-2] == f"result {it['answer']}" and lines[-1].endswith(", ok")
+  if name == "addition":
+    assert 5 <= waits <= 35
+
+
+def test_short_trace_slip_forgets_exactly_one_carry():
+  it = {"operands": [478, 356], "op": "+"}
+  trace = cot.short_arithmetic_trace(it, np.random.default_rng(0), wait_prob=1.0)
+  lines = trace["reasoning"].split("\n")
+  # 8+6=14 (carry 1), 7+5+1=13 (carry 1), 4+3+1=8: one column is written without its carry-in.
+  assert lines[1] == "8 + 6 = 14, write 4 carry 1"
+  carried = lines[2:4]  # both columns have a carry-in of 1; exactly one is written without it
+  assert sorted(line.count("+") for line in carried) == [1, 2]
+  wait = lines.index("Wait, let me re-check.")
+  assert "I forgot the carry, so the result is 834" in lines[wait + 1] and trace["answer"] == "834"
+
+
+def test_trace_writer_styles_and_errors():
+  assert cot.trace_writer("countdown") is cot.countdown_trace
+  assert cot.trace_writer("addition", "short") is cot.short_arithmetic_trace
+  with pytest.raises(ValueError, match="'short' exists for arithmetic and addition"):
+    cot.trace_writer("countdown", "short")
+  with pytest.raises(ValueError, match="trace style"):
+    cot.trace_writer("arithmetic", "tiny")
+  with pytest.raises(ValueError, match="unknown reasoning task 'sudoku'"):
+    cot.trace_writer("sudoku")
+
+
+def test_addition_task_is_arithmetic_plus_only():
+  items = addition.generate("train", 200, seed=0, difficulty=2)
+  assert {it["op"] for it in items} == {"+"} and {it["task"] for it in items} == {"addition"}
+  assert all(arithmetic.has_carry(*it["operands"], "+") for it in items)
+  assert all(int(it["answer"]) == sum(it["operands"]) for it in items)
+  it = items[0]
+  assert tasks.verify(wrap(it["answer"]), it["answer"], "addition") == 1.0
+  assert tasks.verify(wrap(int(it["answer"]) + 1), it["answer"], "addition") == 0.0

@@ -97,6 +97,10 @@ def test_bf16_policy_keeps_router_and_logits_fp32():
     ("n_group", dict(n_routed_experts=6, n_experts_per_tok=2, moe_ffn_dim=8, n_group=4)),
     ("moe_ffn_dim", dict(n_routed_experts=4, n_experts_per_tok=2)),
     ("kv_lora_rank", dict(attention="mla")),
+    ("attention_impl", dict(attention_impl="flash")),
+    ("attention_impl", dict(attention_impl="cudnn")),  # fp32: the cuDNN kernel needs bf16/fp16
+    ("attention_impl", dict(attention_impl="cudnn", dtype="bfloat16", attention="mla", kv_lora_rank=8,
+                            qk_nope_head_dim=4, qk_rope_head_dim=4, v_head_dim=4)),
 ])
 def test_config_errors_name_the_field(field, kw):
   with pytest.raises(ValueError, match=f"ModelConfig.{field}"):

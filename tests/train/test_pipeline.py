@@ -59,7 +59,12 @@ def test_pipeline_smoke_run_and_skip(tmp_path):
   assert p.returncode == 0, p.stderr[-5000:]
   stages = [line.split("\t")[0] for line in open(os.path.join(wd, "timings.tsv"))]
   assert stages == ["base", "r1_zero", "cold_start", "reasoning_rl", "rejection", "rejection_sft",
-                    "all_scenario_rl", "student_base", "student_distill", "student_rl", "evaluate"]
+                    "helpfulness_rm", "safety_rm", "all_scenario_rl", "student_base", "student_distill",
+                    "student_rl", "evaluate"]
+  # Stage 4 was scored by both reward models (on the general prompts) and the rule rewards.
+  rows = [json.loads(line) for line in open(os.path.join(wd, "all_scenario_rl", "metrics.jsonl"))]
+  keys = set().union(*rows)
+  assert {"helpfulness_rm/rows", "safety_rm/rows", "accuracy/rows"} <= keys, sorted(keys)
   results = json.load(open(os.path.join(wd, "evaluate", "eval_results.json")))["results"]
   labels = {r["label"] for r in results}
   assert labels == {"base", "r1-zero", "cold-start", "reasoning-rl", "rejection-sft", "r1", "student-distilled",
@@ -69,7 +74,7 @@ def test_pipeline_smoke_run_and_skip(tmp_path):
   # The student really is smaller and shares the base tokenizer.
   student = json.load(open(os.path.join(wd, "student_base", "final", "config.json")))
   base = json.load(open(os.path.join(wd, "base", "final", "config.json")))
-  assert student["num_hidden_layers"] < base["num_hidden_layers"] and student["vocab_size"] == base["vocab_size"]
+  assert student["hidden_size"] < base["hidden_size"] and student["vocab_size"] == base["vocab_size"]
   # Re-running skips every finished stage.
   p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]

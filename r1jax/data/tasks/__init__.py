@@ -1,7 +1,8 @@
 """Procedural task sets that need no downloads (code problems with generated tests, …).
 
 Reasoning tasks with exact verifiers (each module: `generate(split, n, seed, difficulty)` and
-`verify(completion, answer) -> float`): `countdown`, `arithmetic`, `knights_knaves`.
+`verify(completion, answer) -> float`): `countdown`, `arithmetic` (+ and ×), `addition` (+ only),
+`knights_knaves`.
 `get_task(name)` returns the module; `verify(completion, answer, task)` dispatches by name, which
 is what the rewards registry calls with `metadata["task"]`.
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from r1jax.data.tasks import arithmetic, countdown, knights_knaves
+from r1jax.data.tasks import addition, arithmetic, countdown, knights_knaves
 
 REASONING_TASKS: dict[str, ModuleType] = {
-    countdown.TASK: countdown, arithmetic.TASK: arithmetic, knights_knaves.TASK: knights_knaves}
+    countdown.TASK: countdown, arithmetic.TASK: arithmetic, addition.TASK: addition,
+    knights_knaves.TASK: knights_knaves}
 
 
 def get_task(name: str) -> ModuleType:

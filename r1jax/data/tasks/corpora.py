@@ -7,6 +7,8 @@
 - `instruction_corpus`   non-reasoning instruction data (simple QA, rewriting) — SFT records
 - `preference_corpus`    (prompt, chosen, rejected) helpful vs unhelpful — for the pairwise RM
 - `safety_corpus`        (prompt, response, label) safe = 1 / unsafe = 0 — for the pointwise RM
+- `general_prompts_corpus` RL prompts for all-scenario RL: instructions and harmful requests,
+                          task "general", the reference reply (helpful answer / refusal) as answer
 - `mixed_language_corpus` arithmetic CoT in a target language with sentences in another mixed in
 - `write_offline_datasets` writes them all (plus RL train/test prompts per task) as JSONL
 
@@ -21,10 +23,11 @@ import numpy as np
 
 from r1jax.data import templates
 from r1jax.data.sources import write_jsonl
-from r1jax.data.tasks import arithmetic, countdown, cot, knights_knaves
+from r1jax.data.tasks import addition, arithmetic, countdown, cot, knights_knaves
 
-TASK_MODULES = {"arithmetic": arithmetic, "countdown": countdown, "knights_knaves": knights_knaves}
-REASONING_TASKS = tuple(TASK_MODULES)
+TASK_MODULES = {"arithmetic": arithmetic, "countdown": countdown, "knights_knaves": knights_knaves,
+                "addition": addition}
+REASONING_TASKS = ("arithmetic", "countdown", "knights_knaves")  # the default mix
 
 _FACTS = (
     ("What is the capital of France?", "Paris"), ("What is the capital of Japan?", "Tokyo"),
@@ -74,7 +77,24 @@ def _pick(rng: np.random.Generator, seq: Sequence[Any]) -> Any:
 
 
 def _task_items(task: str, n: int, seed: int, difficulty: int, split: str = "train") -> list[dict]:
+  if task not in TASK_MODULES:
+    raise ValueError(f"unknown reasoning task {task!r}; known: {sorted(TASK_MODULES)}")
   return TASK_MODULES[task].generate(split, n, seed=seed, difficulty=difficulty)
+
+
+def _task_items_cycled(task: str, n: int, seed: int, difficulty: int) -> list[dict]:
+  """n train items; when the split holds fewer distinct problems, all of them, repeated (a large
+  corpus over an easy task sees each problem several times, with fresh traces)."""
+  want = n
+  while True:
+    try:
+      items = _task_items(task, want, seed, difficulty)
+      break
+    except ValueError:
+      if want <= 1:
+        raise
+      want = want * 3 // 4
+  return [items[i % len(items)] for i in range(n)]
 
 
 def _plain_answer(item: dict) -> str:
@@ -87,7 +107,7 @@ def _plain_answer(item: dict) -> str:
 
 def _corrupt(item: dict, rng: np.random.Generator) -> str:
   """A plausible wrong plain answer (the base model's knowledge should be weak)."""
-  if item["task"] == "arithmetic":
+  if item["task"] in ("arithmetic", "addition"):
     return str(int(item["answer"]) + int(rng.choice([-10, -1, 1, 10])))
   if item["task"] == "countdown":
     return f"{item['solution']} = {item['answer']['target'] + int(rng.integers(1, 5))}"
@@ -97,25 +117,39 @@ def _corrupt(item: dict, rng: np.random.Generator) -> str:
 
 def pretraining_corpus(n: int = 3000, seed: int = 0, difficulty: int = 1,
                        answer_noise: float = 0.25, problem_fraction: float = 0.5,
-                       template_fraction: float = 0.1) -> list[dict]:
-  """'Base model' documents: {"text": …}. Problems come from the *train* splits only."""
+                       template_fraction: float = 0.1, tasks: Sequence[str] = REASONING_TASKS,
+                       worked_fraction: float = 0.0, trace_style: str = "full") -> list[dict]:
+  """'Base model' documents: {"text": …}. Problems come from the *train* splits of `tasks` only.
+
+  Problem documents are plain question/answer pairs (a share `answer_noise` of them wrong) or,
+  with probability `worked_fraction`, worked solutions (the method written out, like textbook
+  pages on the web); `template_fraction` of the documents are R1-Zero-format examples whose
+  reasoning is the first line of a trace (or, for a worked example, the whole trace). Nothing
+  here is in the R1 format with a summary: that is what the cold start teaches.
+  """
   rng = _rng(seed, "pretrain")
+  tasks = tuple(tasks)
   n_problems = int(n * problem_fraction)
   n_template = int(n * template_fraction)
-  per_task = max(1, (n_problems + n_template) // len(REASONING_TASKS) + 1)
-  items = [it for t in REASONING_TASKS for it in _task_items(t, per_task, seed + 101, difficulty)]
+  per_task = max(1, (n_problems + n_template) // len(tasks) + 1)
+  items = [it for t in tasks for it in _task_items_cycled(t, per_task, seed + 101, difficulty)]
   order = rng.permutation(len(items))
   docs: list[dict] = []
   for j in order[:n_problems]:
     it = items[int(j)]
+    if rng.random() < worked_fraction:
+      trace = cot.trace_writer(it["task"], trace_style)(it, rng, wait_prob=0.2)
+      docs.append({"text": f"Question: {it['prompt']}\n{trace['reasoning']}\nAnswer: {trace['answer']}"})
+      continue
     ans = _corrupt(it, rng) if rng.random() < answer_noise else _plain_answer(it)
     docs.append({"text": f"Question: {it['prompt']}\nAnswer: {ans}"})
   for j in order[n_problems:n_problems + n_template]:
     it = items[int(j)]
-    trace = cot.TRACE_WRITERS[it["task"]](it, rng, wait_prob=0.0)
-    first = trace["reasoning"].split("\n")[0]
+    trace = cot.trace_writer(it["task"], trace_style)(it, rng, wait_prob=0.0)
+    worked = rng.random() < worked_fraction
+    reasoning = trace["reasoning"] if worked else trace["reasoning"].split("\n")[0]
     docs.append({"text": templates.r1_zero_prompt(it["prompt"])
-                         + templates.r1_zero_response(first, trace["answer"])})
+                         + templates.r1_zero_response(reasoning, trace["answer"])})
   while len(docs) < n:
     kind = rng.random()
     if kind < 0.5:
@@ -131,17 +165,22 @@ def pretraining_corpus(n: int = 3000, seed: int = 0, difficulty: int = 1,
 
 
 def cold_start_corpus(n: int = 600, seed: int = 0, tasks: Sequence[str] = REASONING_TASKS,
-                      difficulty: int = 1, wait_prob: float = 0.3) -> list[dict]:
-  """R1-format SFT records {prompt, response, answer, task, language} from train problems."""
+                      difficulty: int = 1, wait_prob: float = 0.3, trace_style: str = "full") -> list[dict]:
+  """R1-format SFT records {prompt, response, answer, task, language} from train problems;
+  `trace_style="short"` writes terse arithmetic traces (see cot.short_arithmetic_trace)."""
   rng = _rng(seed, "cold_start")
+  tasks = tuple(tasks)
   per_task = n // len(tasks) + 1
   out = []
   for task in tasks:
-    for it in _task_items(task, per_task, seed + 202, difficulty):
-      trace = cot.TRACE_WRITERS[task](it, rng, wait_prob=wait_prob)
+    write = cot.trace_writer(task, trace_style)
+    seen: dict[str, int] = {}
+    for it in _task_items_cycled(task, per_task, seed + 202, difficulty):
+      trace = write(it, rng, wait_prob=wait_prob)
+      repeat = seen[it["id"]] = seen.get(it["id"], -1) + 1
       response = templates.r1_response(trace["reasoning"], trace["summary"], trace["answer"])
       out.append({"prompt": it["prompt"], "response": response, "answer": it["answer"],
-                  "task": task, "language": "en", "id": f"cold_start/{it['id']}"})
+                  "task": task, "language": "en", "id": f"cold_start/{it['id']}" + (f"#{repeat}" if repeat else "")})
   perm = rng.permutation(len(out))[:n]
   return [out[int(i)] for i in perm]
 
@@ -218,6 +257,26 @@ def safety_corpus(n: int = 400, seed: int = 0, unsafe_fraction: float = 0.4) -> 
       label, kind = 1, "benign"
     out.append({"prompt": prompt, "response": response, "label": label, "kind": kind,
                 "id": f"safety/{seed}/{i}"})
+  return out
+
+
+GENERAL_TASK = "general"
+
+
+def general_prompts_corpus(n: int = 400, seed: int = 0, harmful_fraction: float = 0.25) -> list[dict]:
+  """RL prompt records {prompt, answer, task="general", kind}: instructions (answer = the helpful
+  reply) and harmful requests (answer = a refusal). The reward models score these; the answer is
+  a reference only, no verifier reads it."""
+  rng = _rng(seed, "general")
+  out = []
+  for i in range(n):
+    if rng.random() < harmful_fraction:
+      prompt, _ = _pick(rng, _HARMFUL)
+      answer, kind = _pick(rng, _REFUSALS), "harmful"
+    else:
+      prompt, answer, kind = _instruction(rng)
+    out.append({"prompt": prompt, "answer": answer, "task": GENERAL_TASK, "kind": kind,
+                "language": "en", "id": f"general/{seed}/{i}"})
   return out
 
 

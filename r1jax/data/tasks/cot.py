@@ -142,6 +142,65 @@ def _multiplication(w: _Writer, a: int, b: int, slip: bool) -> None:
   w.say("mul_check_ok", r=r, b=b, a=a)
 
 
+def _short_columns(a: int, b: int) -> list[tuple[int, int, int, int]]:
+  """Schoolbook addition columns, least significant first: (x, y, carry in, column sum)."""
+  da, db = str(a)[::-1], str(b)[::-1]
+  cols, carry = [], 0
+  for k in range(max(len(da), len(db))):
+    x = int(da[k]) if k < len(da) else 0
+    y = int(db[k]) if k < len(db) else 0
+    cols.append((x, y, carry, x + y + carry))
+    carry = (x + y + carry) // 10
+  return cols
+
+
+def short_arithmetic_trace(item: dict, rng: np.random.Generator, wait_prob: float = 0.3) -> dict[str, Any]:
+  """The same schoolbook method in terse lines (~50 tokens instead of ~170): what a tiny model can
+  learn in minutes. Addition goes column by column; multiplication by a one-digit number digit by
+  digit, by a longer one through partial products. A slip (probability `wait_prob`) drops a carry,
+  the check catches it, and "Wait, let me re-check." fixes it."""
+  a, b = item["operands"]
+  op = item["op"]
+  r = a + b if op == "+" else a * b
+  sym = "+" if op == "+" else "×"
+  lines = [f"{a} {sym} {b}"]
+  slip = None
+  if op == "+":
+    cols = _short_columns(a, b)
+    # A slip forgets a carry-in whose column does not end in 0 (so later columns are unchanged).
+    slippable = [k for k, (_, _, c, s) in enumerate(cols) if c and s % 10]
+    slip = slippable[int(rng.integers(len(slippable)))] if slippable and rng.random() < wait_prob else None
+    for k, (x, y, c, s) in enumerate(cols):
+      if c and k != slip:
+        lines.append(f"{x} + {y} + {c} = {s}, write {s % 10} carry {s // 10}")
+      else:
+        lines.append(f"{x} + {y} = {x + y}, write {(x + y) % 10} carry {s // 10}")
+    check, inverse = f"{r} - {b}", a
+  else:
+    if b < 10:
+      carry = 0
+      for k, x in enumerate(map(int, str(a)[::-1])):
+        p = x * b + carry
+        last = k == len(str(a)) - 1
+        lines.append(f"{x} × {b} + {carry} = {p}" if carry else f"{x} × {b} = {p}")
+        lines[-1] += f", write {p}" if last else f", write {p % 10} carry {p // 10}"
+        carry = p // 10
+    else:
+      parts = [a * int(y) * 10**k for k, y in enumerate(str(b)[::-1])]
+      for k, y in enumerate(str(b)[::-1]):
+        lines.append(f"{a} × {y}{'0' * k} = {parts[k]}")
+      lines.append(" + ".join(map(str, parts)) + f" = {r}")
+    check, inverse = f"{r} ÷ {b}", a
+  if slip is not None:
+    x, y, c, s = cols[slip]
+    wrong = r - 10**slip
+    lines += [f"result {wrong}", f"check {wrong} - {b} = {wrong - b}, not {a}", "Wait, let me re-check.",
+              f"{x} + {y} + {c} = {s}, I forgot the carry, so the result is {r}"]
+  lines += [f"result {r}", f"check {check} = {inverse}, ok"]
+  return {"reasoning": "\n".join(lines), "summary": f"{a} {sym} {b} = {r}.", "answer": str(r),
+          "mixed_fraction": 0.0}
+
+
 def arithmetic_trace(item: dict, rng: np.random.Generator, wait_prob: float = 0.3,
                      language: str = "en", mix: float = 0.0) -> dict[str, Any]:
   a, b = item["operands"]
@@ -240,6 +299,21 @@ def knights_knaves_trace(item: dict, rng: np.random.Generator,
   return {"reasoning": "\n".join(out), "summary": summary, "answer": answer, "mixed_fraction": 0.0}
 
 
+TRACE_STYLES = ("full", "short")
+
 TRACE_WRITERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "arithmetic": arithmetic_trace, "countdown": countdown_trace,
+    "arithmetic": arithmetic_trace, "addition": arithmetic_trace, "countdown": countdown_trace,
     "knights_knaves": knights_knaves_trace}
+
+
+def trace_writer(task: str, style: str = "full") -> Callable[..., dict[str, Any]]:
+  """The trace writer of `task` in `style` ("short" exists for arithmetic and addition only)."""
+  if style not in TRACE_STYLES:
+    raise ValueError(f"trace style must be one of {TRACE_STYLES}, got {style!r}")
+  if task not in TRACE_WRITERS:
+    raise ValueError(f"unknown reasoning task {task!r} (no trace writer); known: {sorted(TRACE_WRITERS)}")
+  if style == "short":
+    if task not in ("arithmetic", "addition"):
+      raise ValueError(f"trace style 'short' exists for arithmetic and addition, not {task!r}")
+    return short_arithmetic_trace
+  return TRACE_WRITERS[task]

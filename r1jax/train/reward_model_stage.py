@@ -1,0 +1,273 @@
+"""The reward-model stage (paper §2.3.4): a helpfulness (pairwise) or safety (pointwise) reward model.
+
+    python -m r1jax --config=experiments/reward_model.py:tiny --workdir=runs/helpfulness_rm
+    python -m r1jax --config=experiments/reward_model.py:tiny --workdir=runs/safety_rm \\
+        --config.rm.kind=safety --config.data.corpus=safety
+
+The reward model is the policy architecture with a scalar head (`models.reward_head`), its
+backbone from `model.init_from` (an HF-format policy export) or a random `model.preset`. Records
+come from a synthetic corpus (`data.corpus`: "preference" / "safety", written to
+<workdir>/data/) or files (`data.spec.paths`); `rm.eval_paths` or a seeded `rm.eval_fraction`
+of them is held out (written to <workdir>/data/heldout.jsonl). The loop is `train/reward_model`'s
+step (pairwise Bradley–Terry on the summary for helpfulness, BCE on the whole response for safety)
+with the SFT stage's machinery: global batches on the mesh, orbax checkpoints with the Grain
+iterator (exact resume), metrics JSONL / TensorBoard, held-out accuracy and loss every
+`rm.eval_every` steps (plus ROC AUC for safety at the end, in <workdir>/eval.json).
+
+The export, <workdir>/final, is a `rewards.model.save_reward_model` directory (backbone in HF
+layout, head, tokenizer, reward_model.json), so `helpfulness_rm(path=...)` / `safety_rm(path=...)`
+load it and a pipeline refers to it as "{stage}". It is written last and atomically: its
+reward_model.json marks a finished stage, and a re-run on a finished workdir trains nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from r1jax.models.reward_head import RewardModel, make_score_fn, split_reward_model
+from r1jax.rewards.model import META_FILE, RM_KINDS, save_reward_model
+from r1jax.train import common
+from r1jax.train import reward_model as trm
+from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
+from r1jax.train.config_check import ConfigError
+from r1jax.train.metrics import MetricsWriter, Progress
+from r1jax.train.state import init_train_state, make_optimizer, merge
+
+log = logging.getLogger(__name__)
+
+DATA_KIND = {"helpfulness": "preference", "safety": "pointwise"}
+CORPUS = {"helpfulness": "preference", "safety": "safety"}
+EVAL_FILE = "eval.json"
+HELDOUT_FILE = os.path.join("data", "heldout.jsonl")
+
+
+# ------------------------------------------------------------------ config
+
+
+def check_reward_model_config(cfg) -> None:
+  """Start-of-run checks of a reward_model stage; each error names its key."""
+  kind = cfg.rm.kind
+  if kind not in RM_KINDS:
+    raise ConfigError(f"config.rm.kind: {kind!r} is not one of {RM_KINDS}")
+  if cfg.data.kind not in ("", DATA_KIND[kind]):
+    raise ConfigError(f"config.data.kind: a {kind} reward model reads {DATA_KIND[kind]!r} data, got "
+                      f"{cfg.data.kind!r} (leave it empty to follow rm.kind)")
+  if cfg.data.corpus and cfg.data.corpus != CORPUS[kind]:
+    raise ConfigError(f"config.data.corpus: a {kind} reward model trains on the {CORPUS[kind]!r} corpus, "
+                      f"got {cfg.data.corpus!r}")
+  if not cfg.data.corpus and not cfg.data.spec.paths:
+    raise ConfigError(f"config.data: set data.corpus ({CORPUS[kind]!r}, synthetic) or data.spec.paths (files)")
+  for key, paths in (("data.spec.paths", cfg.data.spec.paths), ("rm.eval_paths", cfg.rm.eval_paths)):
+    for path in paths:
+      if not os.path.exists(path):
+        raise ConfigError(f"config.{key}: {path} does not exist")
+  if not 0.0 <= float(cfg.rm.eval_fraction) < 1.0:
+    raise ConfigError(f"config.rm.eval_fraction: must be in [0, 1), got {cfg.rm.eval_fraction}")
+  positive = [f"train.{k}" for k in ("steps", "log_every", "checkpoint_every", "keep_checkpoints")]
+  for key in positive + ["rm.eval_batch_size", "data.batch_size"]:
+    section, field = key.split(".")
+    if int(cfg[section][field]) <= 0:
+      raise ConfigError(f"config.{key}: must be > 0, got {cfg[section][field]}")
+  if int(cfg.rm.eval_every) < 0:
+    raise ConfigError(f"config.rm.eval_every: must be >= 0 (0: only at the end), got {cfg.rm.eval_every}")
+  if int(cfg.data.max_len) < 2:
+    raise ConfigError(f"config.data.max_len: must be >= 2, got {cfg.data.max_len}")
+  if float(cfg.optim.learning_rate) <= 0:
+    raise ConfigError(f"config.optim.learning_rate: must be > 0, got {cfg.optim.learning_rate}")
+
+
+def _data_config(cfg, workdir: str) -> ml_collections.ConfigDict:
+  """A copy of cfg.data with the kind rm.kind reads and the synthetic corpus resolved to a file."""
+  data = ml_collections.ConfigDict(cfg.data.to_dict())
+  data.kind = DATA_KIND[cfg.rm.kind]
+  common.resolve_offline_corpus(data, workdir)
+  return data
+
+
+# ------------------------------------------------------------------ records
+
+
+def _read(data, paths: Sequence[str]) -> list[dict[str, Any]]:
+  """Every record of the files `paths`, validated as `data.kind` records (each keeps its `_loc`)."""
+  from r1jax.data.config import source_from_config
+
+  spec = ml_collections.ConfigDict(data.to_dict())
+  spec.spec.paths = tuple(paths)
+  src = source_from_config(spec)
+  return [src[i] for i in range(len(src))]
+
+
+def split_records(records: Sequence[Mapping[str, Any]], fraction: float,
+                  seed: int) -> tuple[list[dict], list[dict]]:
+  """(train, held out): a seeded permutation's first round(fraction * N) records are held out
+  (at least one when fraction > 0); the same on every process and every resume."""
+  n_eval = 0 if fraction <= 0 else max(1, int(round(fraction * len(records))))
+  if n_eval >= len(records):
+    raise ValueError(f"rm.eval_fraction={fraction} holds out all {len(records)} records")
+  order = np.random.default_rng([int(seed), 2027]).permutation(len(records))
+  held = set(int(i) for i in order[:n_eval])
+  train = [dict(records[i]) for i in range(len(records)) if i not in held]
+  return train, [dict(records[int(i)]) for i in order[:n_eval]]
+
+
+def _write_jsonl(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+  """Process 0 writes `rows` (without their "_" keys) atomically."""
+  from r1jax.data.sources import write_jsonl
+
+  if jax.process_index() != 0:
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  write_jsonl(({k: v for k, v in r.items() if not k.startswith("_")} for r in rows), path + ".tmp")
+  os.replace(path + ".tmp", path)
+
+
+def load_records(cfg, data, workdir: str) -> tuple[list[dict], list[dict]]:
+  """(training records with the scored text selected, raw held-out records)."""
+  records = _read(data, data.spec.paths)
+  if cfg.rm.eval_paths:
+    train, heldout = records, _read(data, cfg.rm.eval_paths)
+  else:
+    train, heldout = split_records(records, float(cfg.rm.eval_fraction), int(cfg.seed))
+  _write_jsonl(heldout, os.path.join(workdir, HELDOUT_FILE))
+  train, _ = trm.prepare_records(cfg.rm.kind, train)
+  if not train:
+    raise ValueError(f"reward model stage: no usable {cfg.rm.kind} training records in {data.spec.paths}")
+  return train, heldout
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """P(score of a random positive > score of a random negative), ties counting 1/2 (Mann–Whitney)."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0
+  n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+  ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, averaged over ties
+  return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def evaluate(kind: str, model: RewardModel, tokenizer, records: Sequence[Mapping[str, Any]], *, batch_size: int,
+             max_len: int, template, auc: bool = False) -> dict[str, float]:
+  """Held-out `eval/accuracy`, `eval/loss`, `eval/count` (+ `eval/auc` for safety when `auc`)."""
+  kw = dict(batch_size=batch_size, max_len=max_len, template=template)
+  out = {f"eval/{k}": v for k, v in trm.evaluate_records(kind, model, tokenizer, records, **kw).items()}
+  if auc and kind == "safety":
+    graphdef, params, extra = split_reward_model(model)
+    score = make_score_fn(graphdef)
+    scores, labels = [], []
+    for b in trm.eval_batches(kind, records, tokenizer, **kw):
+      keep = np.asarray(b["valid"]) > 0
+      scores.append(np.asarray(score(params, extra, b["tokens"], b["lengths"]))[keep])
+      labels.append(np.asarray(b["labels"])[keep])
+    out["eval/auc"] = roc_auc(np.concatenate(scores), np.concatenate(labels))
+  return out
+
+
+# ------------------------------------------------------------------ export
+
+
+def export_reward_model(model: RewardModel, tokenizer, cfg, workdir: str, template) -> str:
+  """<workdir>/final via `save_reward_model`, written to a temp dir and renamed (process 0 only)."""
+  out = os.path.join(workdir, common.FINAL)
+  if jax.process_index() != 0:
+    return out
+  tmp = out + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  source = common.tokenizer_source(cfg)
+  save_reward_model(model, tmp, kind=cfg.rm.kind, tokenizer=source if source else tokenizer,
+                    template=template, max_len=int(cfg.data.max_len))
+  shutil.rmtree(out, ignore_errors=True)
+  os.replace(tmp, out)
+  return out
+
+
+def _read_json(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def run_reward_model(cfg, workdir: str) -> dict:
+  """Trains (or resumes, or skips when exported) the `rm.kind` reward model; returns its held-out metrics."""
+  from r1jax.data.config import dataset_from_config
+  from r1jax.data.global_batch import to_global
+  from r1jax.data.templates import build_template
+
+  if os.path.exists(os.path.join(workdir, common.FINAL, META_FILE)):
+    log.info("%s: reward model already exported; nothing to do", workdir)
+    return _read_json(os.path.join(workdir, EVAL_FILE))
+  check_reward_model_config(cfg)
+  os.makedirs(workdir, exist_ok=True)
+  install_preemption_handler()
+  kind, total = cfg.rm.kind, int(cfg.train.steps)
+  keys = trm.PAIR_KEYS if kind == "helpfulness" else trm.POINT_KEYS
+  data = _data_config(cfg, workdir)
+  template = build_template(data.template)
+  tok = common.load_tokenizer(cfg, workdir)
+  train_records, heldout = load_records(cfg, data, workdir)
+  eval_kw = dict(batch_size=int(cfg.rm.eval_batch_size), max_len=int(data.max_len), template=template)
+  mesh = common.build_mesh(cfg)
+  with jax.set_mesh(mesh):
+    rm = RewardModel.from_policy(common.init_policy(cfg, mesh, vocab_size=tok.vocab_size), seed=int(cfg.seed))
+    graphdef, params, extra = split_reward_model(rm)
+    tx = make_optimizer({**dict(cfg.optim), "total_steps": total})
+    state = init_train_state(params, extra, tx, seed=int(cfg.seed))
+    it = iter(dataset_from_config(data, tok, source=train_records))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints))
+    if ckpt.latest_step() is not None:
+      restored, _ = ckpt.restore({"state": state}, data_iterator=it)
+      state = restored["state"]
+      log.info("resumed at step %d", int(state.step))
+    make_step = trm.make_pairwise_step if kind == "helpfulness" else trm.make_pointwise_step
+    step_fn = jax.jit(make_step(graphdef, tx, jit=False), donate_argnums=0)
+    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    step = int(state.step)
+    bar = Progress(total, step, desc=cfg.get("stage", "reward_model"), keys=("loss", "accuracy", "eval/accuracy"),
+                   enabled=jax.process_index() == 0 and cfg.train.get("progress", True))
+    eval_every = int(cfg.rm.eval_every)
+    while step < total:
+      t0 = time.perf_counter()
+      batch = next(it)
+      state, m = step_fn(state, to_global({k: np.asarray(batch[k]) for k in keys}, mesh))
+      step += 1
+      row = {}
+      if step % int(cfg.train.log_every) == 0 or step == total:
+        row = {**{k: float(v) for k, v in m.items()}, "dropped_total": float(batch.get("dropped_total", 0)),
+               "step_time": time.perf_counter() - t0}
+      if heldout and eval_every and step % eval_every == 0 and step != total:
+        row.update(evaluate(kind, merge(graphdef, state.params, state.extra), tok, heldout, **eval_kw))
+      if row:
+        row = writer.write(step, row)
+      bar.update(row)
+      ckpt.end_of_step(step, {"state": state}, every=int(cfg.train.checkpoint_every), last=total,
+                       data_iterator=it, meta={"stage": cfg.get("stage", "reward_model")})
+    bar.close()
+    ckpt.close()
+    model = merge(graphdef, state.params, state.extra)
+    result = {"kind": kind, "steps": total, "train_records": len(train_records)}
+    if heldout:
+      result.update(evaluate(kind, model, tok, heldout, auc=True, **eval_kw))
+      writer.write(total, {k: v for k, v in result.items() if k.startswith("eval/")})
+      log.info("%s reward model, held out: %s", kind, {k: v for k, v in result.items() if k.startswith("eval/")})
+    writer.close()
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, EVAL_FILE), "w") as f:
+        json.dump(result, f, indent=2)
+    export_reward_model(model, tok, cfg, workdir, template)
+  return result
