@@ -36,7 +36,7 @@ _SFT_TINY = (("data.batch_size", 16), ("data.seq_len", 256), ("train.log_every",
 _BASE = _SFT_TINY + (("data.corpus", "pretraining"), ("data.corpus_size", 8000), ("data.corpus_options", _PRETRAIN),
                      ("data.template.name", "r1_zero"), ("optim.learning_rate", 3e-3))
 # Short traces are ~80 tokens; 128 new tokens leave room for a "Wait, let me re-check" detour.
-_RL_TINY = (("train.rollouts", 10), ("train.checkpoint_every", 5), ("train.eval_every", 0),
+_RL_TINY = (("train.rollouts", 10), ("train.checkpoint_every", 5), ("train.eval_every", 5),
             ("grpo.max_completion_length", 128), ("data.task.name", "addition"), ("data.template.name", "r1"),
             # From a cold start, 3e-4 let the format reward (weight 1, like accuracy and language)
             # win: accuracy fell from 30% to 0 in 10 rollouts. 5e-5 keeps what the SFT taught.
