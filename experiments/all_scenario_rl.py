@@ -25,7 +25,7 @@ Presets:
                       real prompt files in data.spec.paths / data.general.paths.
 """
 from r1jax.data import tasks
-from r1jax.train.configs import grpo_base
+from r1jax.train.configs import grpo_base, tiny_grpo
 
 # Tasks graded by the rule verifiers: math (also rows whose metadata names no task), code, and
 # the offline reasoning tasks.
@@ -46,26 +46,8 @@ def get_config(arg: str = "tiny"):
       "safety_rm": {"path": "", "tasks": GENERAL_TASKS},
   }
   if arg == "tiny":
-    c.model.preset = "tiny_dense"  # a smoke run only; the pipeline sets model.init_from
-    c.tokenizer.train_corpus = "pretraining,cold_start"
-    c.grpo.num_generations = 8
-    c.grpo.prompts_per_step = 4
-    c.grpo.num_minibatches = 2
-    c.grpo.max_completion_length = 128  # short addition traces are ~80 tokens
-    c.grpo.learning_rate = 5e-5  # 3e-4 undid the cold start within 10 rollouts
-    c.grpo.logprob_chunk_size = 256
-    c.optim.learning_rate = 5e-5
-    c.data.batch_size = 8
-    c.data.task.name = "addition"
-    c.data.task.n = 512
+    tiny_grpo(c, learning_rate=5e-5, rollouts=10, eval_every=0)  # the pipeline sets model.init_from
     c.data.general.n = 256
-    c.data.max_prompt_len = 256
-    c.sampling.stop_at_answer_end = True
-    c.train.rollouts = 10
-    c.train.checkpoint_every = 5
-    c.train.eval_every = 0
-    c.eval.task = "addition"
-    c.eval.n, c.eval.k, c.eval.max_new_tokens = 16, 4, 160
   elif arg == "qwen2.5-math-1.5b":
     c.model.preset = ""
     c.model.init_from = ""  # the rejection-SFT stage's export

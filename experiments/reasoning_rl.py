@@ -24,7 +24,7 @@ Presets:
                       reference reset every 400 steps. The paper's 32k-token completions do not
                       fit Qwen2.5-Math-1.5B's 4,096 positions, so prompt 512 + completion 3,584.
 """
-from r1jax.train.configs import grpo_base
+from r1jax.train.configs import grpo_base, tiny_grpo
 
 # After a cold start the R1 format puts a summary between </think> and <answer>.
 REWARD_WEIGHTS = {"accuracy": 1.0, "format": 1.0, "language": 1.0}
@@ -39,27 +39,9 @@ def get_config(arg: str = "tiny"):
   c.rewards.options = dict(REWARD_OPTIONS)
   c.sampling.stop_at_answer_end = True  # the R1 format ends with the <answer> block
   if arg == "tiny":
-    c.model.preset = "tiny_dense"  # smoke only; the pipeline sets model.init_from = the cold start
-    c.tokenizer.train_corpus = "pretraining,cold_start"
-    c.tokenizer.vocab_size = 1024
-    c.grpo.num_generations = 8
-    c.grpo.prompts_per_step = 4
-    c.grpo.num_minibatches = 2
-    c.grpo.max_completion_length = 128
-    c.grpo.learning_rate = 5e-5  # 3e-4 undid the cold start within 10 rollouts
-    c.grpo.logprob_chunk_size = 256
-    c.optim.learning_rate = 5e-5
-    c.data.batch_size = 8
-    c.data.task.name = "addition"
-    c.data.task.n = 512
-    c.data.max_prompt_len = 256
-    c.train.rollouts = 10
-    c.train.checkpoint_every = 5
-    c.train.eval_every = 5  # held-out pass@1 every 5 rollouts: the accuracy-vs-step plot
-    c.eval.task = "addition"
-    c.eval.n = 16
-    c.eval.k = 4
-    c.eval.max_new_tokens = 160
+    # A tiny_dense smoke run unless the pipeline sets model.init_from = the cold start; 3e-4
+    # undid the cold start within 10 rollouts. Held-out pass@1 every 5 rollouts (the plot).
+    tiny_grpo(c, learning_rate=5e-5, rollouts=10, eval_every=5)
   elif arg == "qwen2.5-math-1.5b":
     c.model.preset = ""
     c.model.init_from = ""  # the cold-start export (<cold_start workdir>/final)

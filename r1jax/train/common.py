@@ -7,6 +7,7 @@ at any Hugging Face checkpoint directory), so every stage boundary is also a ser
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import shutil
@@ -170,11 +171,11 @@ def resolve_offline_corpus(data_cfg, workdir: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     kw = {"n": int(data_cfg.corpus_size)} if data_cfg.get("corpus_size") else {}
     kw.update(dict(data_cfg.get("corpus_options", None) or {}))
-    try:
-      rows = make(seed=int(data_cfg.seed), **kw)
-    except TypeError as e:  # an unknown option: name the config field
-      raise ValueError(f"config.data.corpus_options: {e}") from e
-    write_jsonl(rows, path + ".tmp")
+    unknown = sorted(set(kw) - set(inspect.signature(make).parameters))
+    if unknown:
+      raise ValueError(f"config.data.corpus_options: {name}_corpus has no option {unknown}; it takes "
+                       f"{sorted(set(inspect.signature(make).parameters) - {'seed'})}")
+    write_jsonl(make(seed=int(data_cfg.seed), **kw), path + ".tmp")
     os.replace(path + ".tmp", path)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -79,3 +79,30 @@ def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(task="countdown", n=64, k=4, temperature=0.6, top_p=0.95,
                                           max_new_tokens=g.max_completion_length, seed=1234, difficulty=1))
   return c
+
+
+def tiny_grpo(c: ml_collections.ConfigDict, *, learning_rate: float, rollouts: int,
+              eval_every: int) -> ml_collections.ConfigDict:
+  """The CPU-sized GRPO shape the tiny presets share: a tiny_dense policy (the pipeline replaces it
+  with model.init_from), offline 2-digit additions whose short traces (~80 tokens) fit 128-token
+  completions, 4 prompts x 8 samples per rollout in 2 minibatches."""
+  c.model.preset = "tiny_dense"
+  c.tokenizer.train_corpus = "pretraining,cold_start"
+  c.grpo.num_generations = 8
+  c.grpo.prompts_per_step = 4
+  c.grpo.num_minibatches = 2
+  c.grpo.max_completion_length = 128
+  c.grpo.learning_rate = learning_rate
+  c.grpo.logprob_chunk_size = 256
+  c.optim.learning_rate = learning_rate
+  c.data.batch_size = 8
+  c.data.task.name = "addition"
+  c.data.task.n = 512
+  c.data.max_prompt_len = 256
+  c.sampling.stop_at_answer_end = True
+  c.train.rollouts = rollouts
+  c.train.checkpoint_every = 5
+  c.train.eval_every = eval_every
+  c.eval.task = "addition"
+  c.eval.n, c.eval.k, c.eval.max_new_tokens = 16, 4, 160
+  return c

@@ -257,7 +257,8 @@ def test_fork_bomb_is_contained_and_reaped(attacks, sandbox):
 
 def test_threads_are_capped(attacks, sandbox):
   if not {"uid", "userns"} & set(sandbox.mechanisms):
-    pytest.skip(f"RLIMIT_NPROC needs a non-root program uid; mode here is {sandbox.mode}")
+    pytest.skip(f"outside r1jax: RLIMIT_NPROC needs a non-root program uid, which this host's kernel/"
+                f"container does not grant (sandbox mode {sandbox.mode})")
   result = attacks["results"]["threads"]
   assert result.status == sandbox_lib.OK
   assert int(result.stdout) < LIMITS.max_processes
@@ -311,7 +312,8 @@ def test_hostile_batch_finishes_in_bounded_time(attacks):
 
 def _require(sandbox: Sandbox, mechanism: str) -> None:
   if mechanism not in sandbox.mechanisms:
-    pytest.skip(f"{mechanism} is unavailable here (mode {sandbox.mode})")
+    pytest.skip(f"outside r1jax: this host's kernel/container does not offer {mechanism} "
+                f"(sandbox mode {sandbox.mode})")
 
 
 def test_pid_namespace_hides_host_processes(sandbox):
