@@ -47,6 +47,7 @@ def get_config(arg: str = "tiny"):
   }
   if arg == "tiny":
     tiny_grpo(c, learning_rate=5e-5, rollouts=10, eval_every=0)  # the pipeline sets model.init_from
+    c.grpo.rollout_temperature = 0.7  # the paper's stage 4 (tiny_grpo uses it for every stage too)
     c.data.general.n = 256
   elif arg == "qwen2.5-math-1.5b":
     c.model.preset = ""

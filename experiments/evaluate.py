@@ -25,7 +25,7 @@ def get_config(arg: str = "tiny"):
   c.compilation_cache_dir = ""
   c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
   if arg == "tiny":
-    c.eval.n, c.eval.k, c.eval.max_new_tokens = 32, 4, 128
+    c.eval.n, c.eval.k, c.eval.max_new_tokens = 128, 4, 192  # the demo: >= 128 problems, k >= 4
   elif arg == "paper":
     c.eval.k, c.eval.max_new_tokens = 64, 32768  # cons@64 as in the paper
   else:

@@ -13,7 +13,7 @@ def get_config(arg: str = "tiny"):
   c.stage = "r1_zero"
   c.data.template.name = "r1_zero"
   if arg == "tiny":
-    tiny_grpo(c, learning_rate=3e-4, rollouts=20, eval_every=10)
+    tiny_grpo(c, learning_rate=5e-5, rollouts=20, eval_every=5)
   elif arg == "qwen2.5-math-1.5b":
     c.model.preset = ""
     c.model.init_from = ""  # the HF checkpoint directory

@@ -15,9 +15,9 @@ The export (`<workdir>/final`) is what stage 3 (experiments/rejection_sft.py) sa
 
 Presets:
   tiny                CPU smoke run: a random tiny model unless model.init_from names a cold-start
-                      export (the pipeline sets it); offline 2-digit additions, whose short
-                      cold-start traces (~80 tokens) fit 128-token completions with room for
-                      a "Wait, let me re-check" detour.
+                      export (the pipeline sets it); offline 2-digit additions, whose
+                      cold-start traces (~90 tokens, ~155 with a "Wait, let me re-check"
+                      detour) fit 192-token completions; accuracy-dominated rewards.
   qwen2.5-math-1.5b   one host; model.init_from = the cold-start export. Paper hyperparameters
                       (Nature version): lr 3e-6, beta 0.001 (k3 KL in the loss), G = 16,
                       32 questions per step, T = 1.0, clip eps 10, 16 minibatches per rollout,
@@ -39,9 +39,9 @@ def get_config(arg: str = "tiny"):
   c.rewards.options = dict(REWARD_OPTIONS)
   c.sampling.stop_at_answer_end = True  # the R1 format ends with the <answer> block
   if arg == "tiny":
-    # A tiny_dense smoke run unless the pipeline sets model.init_from = the cold start; 3e-4
-    # undid the cold start within 10 rollouts. Held-out pass@1 every 5 rollouts (the plot).
-    tiny_grpo(c, learning_rate=5e-5, rollouts=10, eval_every=5)
+    # A tiny_dense smoke run unless the pipeline sets model.init_from = the cold start. Held-out
+    # pass@1 every 5 rollouts (the plot).
+    tiny_grpo(c, learning_rate=5e-5, rollouts=20, eval_every=5)
   elif arg == "qwen2.5-math-1.5b":
     c.model.preset = ""
     c.model.init_from = ""  # the cold-start export (<cold_start workdir>/final)

@@ -79,10 +79,22 @@ def metadata_of(record: Mapping[str, Any]) -> dict[str, Any]:
   return meta
 
 
+def prompt_ids(problem: str, tokenizer: Tokenizer, template: PromptTemplate) -> list[int]:
+  """The one prompt encoder: the ids a policy continues from (BOS, template, chat format).
+
+  Every path that hands a policy a problem calls this (RL data, in-loop and stage evaluation,
+  rejection sampling, the distillation teacher), and SFT / reward-model rows start with exactly
+  these ids (`PromptTemplate.sft_segments` begins with `prompt_segments`), so a checkpoint is
+  always measured on the prompts it was trained on.
+  """
+  ids, _ = segments_to_ids(template.prompt_segments(problem), tokenizer)
+  return ids
+
+
 def encode_prompt(record: Mapping[str, Any], tokenizer: Tokenizer, template: PromptTemplate,
                   max_prompt_len: int) -> dict[str, Any]:
   """One RL / eval record -> prompt ids + answer + metadata (marked `_drop` if over-long)."""
-  ids, _ = segments_to_ids(template.prompt_segments(record["prompt"]), tokenizer)
+  ids = prompt_ids(record["prompt"], tokenizer, template)
   out = {"prompt_tokens": ids, "answer": record["answer"], "metadata": metadata_of(record)}
   if len(ids) > max_prompt_len:
     out["_drop"] = "overlong_prompt"

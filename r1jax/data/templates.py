@@ -81,16 +81,24 @@ class PromptTemplate:
 
   # --- SFT examples ----------------------------------------------------------------------------
   def sft_segments(self, problem: str, response: str) -> list[Segment]:
-    """Prompt (no loss) + response (loss, ends with the turn end / EOS)."""
-    if self.name in ("raw", "r1_zero"):
-      prompt = self.prompt_text(problem)
-      body = response[len(self.generation_prefix):] if (
-          self.generation_prefix and response.startswith(self.generation_prefix)) else response
-      if self.name == "r1_zero":
-        body = _lead_space(body)
-      return [Segment(prompt), Segment(body, trainable=True, append_eos=True)]
-    segs = chat.render_chat(self._messages(problem, response), self.chat_format)
-    return segs
+    """Prompt (no loss) + response (loss, ends with the turn end / EOS).
+
+    The prompt part is exactly `prompt_segments(problem)`, generation prefix included (it is
+    taken off the response when the response starts with it), so the ids an SFT row or a reward
+    model reads begin with the very ids the policy is sampled from.
+    """
+    prefix = self.generation_prefix
+    body = response[len(prefix):] if prefix and response.startswith(prefix) else response
+    prompt = self.prompt_segments(problem)
+    if self.name == "raw":
+      return prompt + [Segment(body, trainable=True, append_eos=True)]
+    if self.name == "r1_zero":
+      return prompt + [Segment(_lead_space(body), trainable=True, append_eos=True)]
+    f = chat.get_chat_format(self.chat_format)
+    tail = [Segment(body + f.assistant_end, trainable=True, append_eos=f.uses_eos_id)]
+    if f.after_assistant:
+      tail.append(Segment(f.after_assistant))
+    return prompt + tail
 
   def chat_segments(self, messages: Sequence[Mapping[str, str]]) -> list[Segment]:
     """A whole conversation (instruction data) in this template's chat format."""

@@ -104,6 +104,16 @@ class Tokenizer(abc.ABC):
         ids.append(i)
     return tuple(ids)
 
+  def sampling_stop_ids(self, stop_at_answer_end: bool = False) -> tuple[int, ...]:
+    """The stop ids of every sampling path (RL rollouts, evaluation, rejection sampling): `stop_ids`,
+    plus `</answer>` when the format ends there (an error if that is not one token here)."""
+    if not stop_at_answer_end:
+      return self.stop_ids
+    if self.answer_end_id is None:
+      raise ValueError(f"sampling.stop_at_answer_end is set but the tokenizer has no single {ANSWER_END!r} "
+                       "token; set sampling.stop_at_answer_end=False")
+    return self.stop_ids + (self.answer_end_id,)
+
   @abc.abstractmethod
   def is_special(self, token_id: int) -> bool:
     """True for control tokens (dropped by `decode(skip_special=True)`)."""

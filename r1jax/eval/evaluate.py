@@ -6,25 +6,28 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from r1jax.eval.metrics import cluster_answers, mean_pass_at_k, pass_at_1_mean
+from r1jax.data.encode import prompt_ids
+from r1jax.eval.metrics import cluster_answers, mean_pass_at_k, pass_at_1_mean, pass_at_1_stderr
 from r1jax.eval.report import EvalResult
 from r1jax.rewards.extract import final_answer
 from r1jax.sampling import SamplingParams
 
 
-def evaluate_policy(sampler, params, tokenizer, records: Sequence[dict], *, benchmark: str, label: str,
-                    grade: Callable[[Sequence[str], Sequence, Sequence[dict]], np.ndarray], k: int = 4,
-                    temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 256,
+def evaluate_policy(sampler, params, tokenizer, template, records: Sequence[dict], *, benchmark: str,
+                    label: str, grade: Callable[[Sequence[str], Sequence, Sequence[dict]], np.ndarray],
+                    k: int = 4, temperature: float = 0.6, top_p: float = 0.95, max_new_tokens: int = 256,
                     stop_token_ids: Sequence[int] = (), seed: int = 0, batch_prompts: int = 64,
-                    prompt_fn: Optional[Callable[[dict], str]] = None) -> EvalResult:
-  """records: dicts with 'prompt' (already templated unless prompt_fn is given), 'answer', metadata.
+                    format_fn: Optional[Callable[[str], float]] = None) -> EvalResult:
+  """records: raw problems {'prompt', 'answer', metadata}; `template` (the checkpoint's training
+  template) renders them through `data.encode.prompt_ids`, the encoder every training path uses.
 
-  `grade(texts, answers, metadata) -> [N] scores in [0, 1]` (the accuracy reward).
+  `grade(texts, answers, metadata) -> [N] scores in [0, 1]` (the accuracy reward);
+  `format_fn(text) -> 1.0 / 0.0` (the output format the checkpoint was trained to) gives `format_rate`.
   """
-  correct_rows, answer_rows, lengths = [], [], []
+  correct_rows, answer_rows, lengths, formats = [], [], [], []
   for start in range(0, len(records), batch_prompts):
     chunk = records[start:start + batch_prompts]
-    prompts = [tokenizer.encode(prompt_fn(r) if prompt_fn else r["prompt"]) for r in chunk]
+    prompts = [prompt_ids(r["prompt"], tokenizer, template) for r in chunk]
     sp = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                         stop_token_ids=tuple(stop_token_ids), seed=seed + start, n=k)
     gen = sampler.generate(params, prompts, sp)
@@ -36,6 +39,8 @@ def evaluate_policy(sampler, params, tokenizer, records: Sequence[dict], *, benc
       correct_rows.append(scores[rows] >= 0.5)
       answer_rows.append([final_answer(texts[r]) for r in rows])
     lengths.extend(gen.lengths.tolist())
+    if format_fn is not None:
+      formats.extend(float(format_fn(t)) for t in texts)
   correct = np.asarray(correct_rows, np.float32)  # [P, k]
   # cons@k: majority answer per question; it is right iff a sample with that answer was graded right.
   cons = []
@@ -43,9 +48,11 @@ def evaluate_policy(sampler, params, tokenizer, records: Sequence[dict], *, benc
     cons.append(_majority_correct(ans, ok))
   pass_k = mean_pass_at_k(correct, [kk for kk in (1, 2, 4, 8, 16, 32, 64) if kk <= k])
   return EvalResult(benchmark=benchmark, label=label, pass_at_1=float(pass_at_1_mean(correct)),
+                    pass_at_1_stderr=pass_at_1_stderr(correct), per_problem=correct.mean(axis=1).tolist(),
                     num_problems=len(records), k=k, cons_at_k=float(np.mean(cons)) if cons else None,
                     pass_at_k={kk: float(v) for kk, v in pass_k.items()}, mean_length=float(np.mean(lengths)),
-                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                    format_rate=float(np.mean(formats)) if formats else None)
 
 
 def _majority_correct(answers: Sequence[Optional[str]], correct: np.ndarray) -> float:

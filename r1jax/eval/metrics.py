@@ -110,6 +110,19 @@ def pass_at_1_mean(correct: Any) -> float:
   return float(arr.mean(axis=1).mean())
 
 
+def pass_at_1_stderr(correct: Any) -> float:
+  """Standard error of `pass_at_1_mean` over problems: std of the per-problem means (ddof 1) / sqrt(P).
+
+  The k samples of one problem are not independent draws of the benchmark, so the problem is the
+  unit; 0 for fewer than two problems.
+  """
+  arr = _correct_matrix(correct, "pass_at_1_stderr")  # [P, k]
+  per_problem = arr.mean(axis=1)
+  if per_problem.size < 2:
+    return 0.0
+  return float(per_problem.std(ddof=1) / np.sqrt(per_problem.size))
+
+
 def mean_pass_at_k(correct: Any, ks: Sequence[int]) -> dict[int, float]:
   """{k: mean over problems of unbiased pass@k} from a boolean [P, n] correctness matrix."""
   arr = _correct_matrix(correct, "mean_pass_at_k")  # [P, n]

@@ -91,7 +91,8 @@ def matching_keys(records: Sequence[Mapping[str, Any]], patterns: Sequence[str])
 
 
 def _line_plot(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str, title: str,
-               ylabel: str, dpi: int) -> str:
+               ylabel: str, dpi: int, errors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> str:
+  """One line per entry; `errors[name]` = (steps, standard errors) draws +-1 SE bars where known."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -99,7 +100,13 @@ def _line_plot(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str, ti
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
   for name, (steps, values) in lines.items():
-    ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
+    line, = ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
+    if errors and name in errors:
+      err_steps, err = errors[name]
+      at = np.isin(steps, err_steps)
+      by_step = dict(zip(err_steps.tolist(), err.tolist()))
+      ax.errorbar(steps[at], values[at], yerr=[by_step[x] for x in steps[at].tolist()], fmt="none",
+                  ecolor=line.get_color(), capsize=3, alpha=0.7)
   ax.set_xlabel("step")
   ax.set_ylabel(ylabel)
   ax.set_title(title)
@@ -117,7 +124,8 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], out_dir: str | os
                          title_prefix: str = "", dpi: int = 100) -> list[str]:
   """Writes the stage's PNGs into `out_dir` and returns their paths.
 
-  heldout_accuracy.png: every key matching `accuracy_patterns`; response_length.png: every key
+  heldout_accuracy.png: every key matching `accuracy_patterns` (with +-1 standard-error bars from
+  `<key>_se` where logged, e.g. "eval/pass@1_se"); response_length.png: every key
   matching `length_patterns`; reflection_words.png: every key `{reflection_prefix}{word}`
   (as logged by `metrics.reflection_metrics`), one line per word. Rows without a numeric "step"
   are ignored (counted in a log line); a figure with no data is skipped with a log line.
@@ -139,16 +147,19 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], out_dir: str | os
   ]
   paths = []
   for filename, title, ylabel, patterns, strip in figures:
-    lines = {}
+    lines, errors = {}, {}
     for key in matching_keys(records, patterns):
       steps, values = series(records, key)
       if len(steps):
         lines[key[len(strip):]] = (steps, values)
+        se_steps, se = series(records, key + "_se")
+        if len(se_steps):
+          errors[key[len(strip):]] = (se_steps, se)
     if not lines:
       log.info("plot_training_curves: no rows with a step and a key matching %s; skipped %s",
                patterns, filename)
       continue
-    paths.append(_line_plot(lines, os.path.join(out_dir, filename), title, ylabel, dpi))
+    paths.append(_line_plot(lines, os.path.join(out_dir, filename), title, ylabel, dpi, errors))
   return paths
 
 

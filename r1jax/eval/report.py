@@ -25,8 +25,9 @@ MISSING = "–"
 class EvalResult:
   """Scores of one checkpoint/stage (`label`) on one benchmark.
 
-  pass_at_1: mean correctness over `k` samples per problem; cons_at_k: majority vote over those
-  k; pass_at_k: {k': unbiased pass@k'}; mean_length: mean response length in tokens.
+  pass_at_1: mean correctness over `k` samples per problem; pass_at_1_stderr: its standard error
+  over problems; cons_at_k: majority vote over those k; pass_at_k: {k': unbiased pass@k'};
+  mean_length: mean response length in tokens.
   """
   benchmark: str
   label: str
@@ -40,6 +41,9 @@ class EvalResult:
   top_p: float | None = 0.95
   max_new_tokens: int | None = None
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+  pass_at_1_stderr: float | None = None
+  format_rate: float | None = None  # fraction of samples in the checkpoint's output format
+  per_problem: list[float] | None = None  # pass@1 of each problem, in benchmark order (paired tests)
 
   def __post_init__(self):
     where = f"EvalResult({self.benchmark!r}, {self.label!r})"
@@ -56,6 +60,11 @@ class EvalResult:
       raise ValueError(f"{where}: need num_problems >= 0 and k >= 1, got "
                        f"num_problems={self.num_problems}, k={self.k}")
     self.pass_at_1 = _fraction(where, "pass_at_1", self.pass_at_1)
+    if self.per_problem is not None:
+      self.per_problem = [_fraction(where, f"per_problem[{i}]", v) for i, v in enumerate(self.per_problem)]
+    for name in ("pass_at_1_stderr", "format_rate"):
+      if getattr(self, name) is not None:
+        setattr(self, name, _fraction(where, name, getattr(self, name)))
     if self.cons_at_k is not None:
       self.cons_at_k = _fraction(where, "cons_at_k", self.cons_at_k)
     pass_at_k = {}
@@ -144,8 +153,21 @@ def result_from_samples(benchmark: str, label: str, correct: Any, *,
     mean_length = metrics.response_length_stats(lengths)["mean"]
   return EvalResult(benchmark=benchmark, label=label,
                     pass_at_1=metrics.pass_at_1_mean(correct), num_problems=num_problems, k=k,
+                    pass_at_1_stderr=metrics.pass_at_1_stderr(correct),
+                    per_problem=np.asarray(correct, np.float64).mean(axis=1).tolist(),
                     cons_at_k=cons, pass_at_k=metrics.mean_pass_at_k(correct, ks),
                     mean_length=mean_length, **fields)
+
+
+def paired_difference(before: EvalResult, after: EvalResult) -> tuple[float, float]:
+  """(mean, standard error) of after - before in pass@1, paired by problem (same benchmark, same
+  problems): far tighter than the two unpaired errors when problems differ in difficulty."""
+  if before.per_problem is None or after.per_problem is None:
+    raise ValueError(f"paired_difference: {before.label!r} or {after.label!r} has no per-problem scores")
+  if len(before.per_problem) != len(after.per_problem) or before.benchmark != after.benchmark:
+    raise ValueError(f"paired_difference: {before.label!r} and {after.label!r} were not scored on the same problems")
+  d = np.asarray(after.per_problem) - np.asarray(before.per_problem)
+  return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,14 +225,25 @@ def _percent(value: float | None) -> str:
   return MISSING if value is None else f"{100.0 * value:.1f}"
 
 
+def _pass_at_1_cell(r: EvalResult | None) -> str:
+  """"57.4 ± 3.1" (one standard error over problems) when the error is known."""
+  if r is None:
+    return MISSING
+  if r.pass_at_1_stderr is None:
+    return _percent(r.pass_at_1)
+  return f"{_percent(r.pass_at_1)} ± {_percent(r.pass_at_1_stderr)}"
+
+
 def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None = None, *,
                    include_pass_at_k: bool = True, include_length: bool = False) -> str:
   """A Markdown table: one row per (benchmark, metric), one column per checkpoint/stage.
 
   Columns follow `labels` (default: order of first appearance in `results`). Rows, per
   benchmark in order of first appearance: "(pass@1)", "(cons@k)" for each k evaluated,
-  "(pass@k)" for each k > 1 reported, and, with include_length, "(mean length)" in tokens.
-  Values are percentages with one decimal; missing entries are "–".
+  "(pass@k)" for each k > 1 reported, "(format)" where measured, and, with include_length,
+  "(mean length)" in tokens.
+  Values are percentages with one decimal, pass@1 with "± one standard error" over problems where
+  known; missing entries are "–".
   """
   if not results:
     raise ValueError("markdown_table: no results")
@@ -238,7 +271,7 @@ def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None =
   for bench in benchmarks:
     column = [cells.get((bench, label)) for label in labels]
     present = [r for r in column if r is not None]
-    rows.append([f"{bench} (pass@1)"] + [_percent(r.pass_at_1 if r else None) for r in column])
+    rows.append([f"{bench} (pass@1)"] + [_pass_at_1_cell(r) for r in column])
     for k in sorted({r.k for r in present if r.cons_at_k is not None}):
       rows.append([f"{bench} (cons@{k})"] + [
           _percent(r.cons_at_k if r is not None and r.k == k else None) for r in column])
@@ -246,6 +279,8 @@ def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None =
       for k in sorted({kk for r in present for kk in r.pass_at_k if kk > 1}):
         rows.append([f"{bench} (pass@{k})"] + [
             _percent(r.pass_at_k.get(k) if r is not None else None) for r in column])
+    if any(r.format_rate is not None for r in present):
+      rows.append([f"{bench} (format)"] + [_percent(r.format_rate if r is not None else None) for r in column])
     if include_length and any(r.mean_length is not None for r in present):
       rows.append([f"{bench} (mean length)"] + [
           MISSING if r is None or r.mean_length is None else f"{r.mean_length:.0f}"

@@ -53,6 +53,10 @@ class GRPOConfig:
   # Aggregation.
   loss_aggregation: str = "seq_mean"
   max_len_norm: int | None = None  # seq_sum_norm constant; None = max_completion_length.
+  # Dynamic sampling (DAPO): draw more prompt batches, keep only groups whose rewards differ,
+  # until the rollout is full or after max_draws draws (then topped up with zero-std groups).
+  dynamic_sampling: bool = False
+  dynamic_sampling_max_draws: int = 4
   # Fused log-prob kernel.
   logprob_chunk_size: int = 1024  # tokens per chunk of the [chunk, V] logits.
 
@@ -86,7 +90,7 @@ def _fail(field: str, message: str, value: Any):
 
 def _validate(cfg: GRPOConfig):
   for name in ("num_generations", "prompts_per_step", "max_completion_length", "num_minibatches",
-               "num_epochs", "logprob_chunk_size"):
+               "num_epochs", "logprob_chunk_size", "dynamic_sampling_max_draws"):
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(name, "must be a positive int", value)
@@ -99,6 +103,8 @@ def _validate(cfg: GRPOConfig):
     value = getattr(cfg, name)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
       _fail(name, "must be a number >= 0", value)
+  if not isinstance(cfg.dynamic_sampling, bool):
+    _fail("dynamic_sampling", "must be a bool", cfg.dynamic_sampling)
   if cfg.advantage_std_ddof not in (0, 1):
     _fail("advantage_std_ddof", "must be 0 (population std) or 1 (sample std)",
           cfg.advantage_std_ddof)

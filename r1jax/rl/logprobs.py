@@ -15,6 +15,9 @@ with an iota comparison rather than a gather, which also works when the vocab ax
 is sharded. Targets outside [0, V) (e.g. padding ids of -1) give a finite, meaningless value:
 mask them out in the loss.
 
+`temperature` T divides the logits (in fp32, inside the kernel) before the softmax: GRPO trains the
+tempered distribution its rollouts were sampled from (old, reference and trained log-probs alike).
+
 `naive_token_logprobs` is the plain full-logits reference used by tests and benchmarks.
 The entropy output of both functions is differentiable (gradient dH/dz = -p (log p + H)).
 """
@@ -46,11 +49,11 @@ def _compute_dtype(hidden, head, logit_dtype):
 
 
 def naive_token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
-                         compute_entropy: bool = False, logit_dtype=jnp.float32):
+                         compute_entropy: bool = False, logit_dtype=jnp.float32, temperature: float = 1.0):
   """Reference path: materialises the full [B, T, V] logits. Same outputs as token_logprobs."""
   _check_inputs("naive_token_logprobs", hidden, head, targets)
   dtype = _compute_dtype(hidden, head, logit_dtype)
-  logits = jnp.einsum("btd,dv->btv", hidden, head, preferred_element_type=dtype)  # [B, T, V]
+  logits = jnp.einsum("btd,dv->btv", hidden, head, preferred_element_type=dtype) / temperature  # [B, T, V]
   log_softmax = jax.nn.log_softmax(logits, axis=-1)
   logprobs = jnp.take_along_axis(log_softmax, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
   if not compute_entropy:
@@ -59,22 +62,23 @@ def naive_token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array,
   return logprobs, entropy
 
 
-def _chunk_logits(h_c, head, dtype):
-  return jnp.dot(h_c, head, preferred_element_type=dtype)  # [C, V]
+def _chunk_logits(h_c, head, dtype, inv_temperature):
+  logits = jnp.dot(h_c, head, preferred_element_type=dtype)  # [C, V]
+  return logits if inv_temperature == 1.0 else logits * inv_temperature
 
 
 def _target_mask(targets_c, vocab_size):
   return jnp.arange(vocab_size, dtype=targets_c.dtype)[None, :] == targets_c[:, None]  # [C, V]
 
 
-def _forward_scan(h, head, targets, compute_entropy, logit_dtype):
+def _forward_scan(h, head, targets, compute_entropy, logit_dtype, inv_temperature):
   """Scan over chunks: h [N_c, C, D], targets [N_c, C] -> logp, lse, entropy, each [N_c, C]."""
   dtype = _compute_dtype(h, head, logit_dtype)
   vocab_size = head.shape[1]
 
   def body(_, xs):
     h_c, t_c = xs
-    logits = _chunk_logits(h_c, head, dtype)  # [C, V]
+    logits = _chunk_logits(h_c, head, dtype, inv_temperature)  # [C, V]
     lse = jax.nn.logsumexp(logits, axis=-1)  # [C]
     target_logit = jnp.sum(jnp.where(_target_mask(t_c, vocab_size), logits, 0.0), axis=-1)
     if compute_entropy:
@@ -88,19 +92,19 @@ def _forward_scan(h, head, targets, compute_entropy, logit_dtype):
   return logp, lse, entropy
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _fused(h, head, targets, compute_entropy, logit_dtype):
-  logp, _, entropy = _forward_scan(h, head, targets, compute_entropy, logit_dtype)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _fused(h, head, targets, compute_entropy, logit_dtype, inv_temperature):
+  logp, _, entropy = _forward_scan(h, head, targets, compute_entropy, logit_dtype, inv_temperature)
   return logp, entropy
 
 
-def _fused_fwd(h, head, targets, compute_entropy, logit_dtype):
-  logp, lse, entropy = _forward_scan(h, head, targets, compute_entropy, logit_dtype)
+def _fused_fwd(h, head, targets, compute_entropy, logit_dtype, inv_temperature):
+  logp, lse, entropy = _forward_scan(h, head, targets, compute_entropy, logit_dtype, inv_temperature)
   # Residuals: the inputs and [N_c, C] per-token statistics; never logits.
   return (logp, entropy), (h, head, targets, lse, entropy)
 
 
-def _fused_bwd(compute_entropy, logit_dtype, residuals, cotangents):
+def _fused_bwd(compute_entropy, logit_dtype, inv_temperature, residuals, cotangents):
   h, head, targets, lse, entropy = residuals
   g_logp, g_entropy = cotangents  # [N_c, C] each
   dtype = _compute_dtype(h, head, logit_dtype)
@@ -109,12 +113,14 @@ def _fused_bwd(compute_entropy, logit_dtype, residuals, cotangents):
 
   def body(d_head, xs):
     h_c, t_c, lse_c, ent_c, g_c, g_ent_c = xs
-    logits = _chunk_logits(h_c, head, dtype)  # [C, V], recomputed
+    logits = _chunk_logits(h_c, head, dtype, inv_temperature)  # [C, V] tempered, recomputed
     probs = jnp.exp(logits - lse_c[:, None])
     d_logits = g_c[:, None] * (_target_mask(t_c, vocab_size).astype(dtype) - probs)
     if compute_entropy:
       # H = lse - sum p z  =>  dH/dz = -p (z - lse + H) = -p (log p + H).
       d_logits = d_logits - g_ent_c[:, None] * probs * (logits - lse_c[:, None] + ent_c[:, None])
+    if inv_temperature != 1.0:  # d/d raw logits = (d/d tempered logits) / T
+      d_logits = d_logits * inv_temperature
     d_logits = d_logits.astype(matmul_dtype)
     d_h = jnp.dot(d_logits, head.T, preferred_element_type=dtype).astype(h.dtype)  # [C, D]
     d_head = d_head + jnp.dot(h_c.T.astype(matmul_dtype), d_logits, preferred_element_type=dtype)
@@ -132,8 +138,8 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 def token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
                    chunk_size: int = 1024, compute_entropy: bool = False,
-                   logit_dtype=jnp.float32):
-  """log softmax(hidden @ head)[targets] without materialising [B, T, V] logits.
+                   logit_dtype=jnp.float32, temperature: float = 1.0):
+  """log softmax(hidden @ head / temperature)[targets] without materialising [B, T, V] logits.
 
   hidden [B, T, D] (post-final-norm; bf16 is fine), head [D, V], targets [B, T] int.
   Returns logprobs [B, T] (fp32, or fp64 for fp64 inputs) and, with compute_entropy,
@@ -144,6 +150,8 @@ def token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
   if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
       or chunk_size < 1:
     raise ValueError(f"token_logprobs: chunk_size must be a positive int, got {chunk_size!r}")
+  if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+    raise ValueError(f"token_logprobs: temperature must be a number > 0, got {temperature!r}")
   batch, length, dim = hidden.shape
   num_tokens = batch * length
   if num_tokens == 0:
@@ -161,7 +169,7 @@ def token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
   h = h.reshape(chunk, num_chunks, dim).swapaxes(0, 1)
   t = t.reshape(chunk, num_chunks).swapaxes(0, 1)
 
-  logp, entropy = _fused(h, head, t, bool(compute_entropy), jnp.dtype(logit_dtype))
+  logp, entropy = _fused(h, head, t, bool(compute_entropy), jnp.dtype(logit_dtype), 1.0 / float(temperature))
 
   def unchunk(x):  # [num_chunks, chunk] -> [B, T]
     return x.swapaxes(0, 1).reshape(-1)[:num_tokens].reshape(batch, length)

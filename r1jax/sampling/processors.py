@@ -1,7 +1,9 @@
 """Logit processing and token sampling: pure functions on [B, V] fp32 logits.
 
-Order (as in HF generate): log-prob under the untempered full softmax (the policy's `old_logprobs`
-for GRPO), then temperature, top-k, top-p, and a draw with one PRNG key per row. Nothing sorts
+Order (as in HF generate): temperature, top-k, top-p, and a draw with one PRNG key per row. The
+returned policy log-prob is under the *tempered, untruncated* softmax(logits / T) (greedy: T = 1),
+the distribution GRPO trains (`rl.logprobs.token_logprobs(..., temperature=T)`, as verl and TRL
+do), so old, reference and trained log-probs agree and the first-step ratio is exactly 1. Nothing sorts
 the vocabulary and no per-entry random numbers are drawn (both are slow on CPU): top-p bisects
 its cut-off, and the draw is an inverse-CDF bisection with one uniform per row. The key of a row
 is folded from (seed, row id, token index), so a row's sample does not depend on which slot,
@@ -21,7 +23,7 @@ NEG_INF = -jnp.inf
 
 class Draw(NamedTuple):
   tokens: jax.Array  # [B] int32
-  logprobs: jax.Array  # [B] fp32, under the untempered, untruncated softmax of the policy
+  logprobs: jax.Array  # [B] fp32, under the tempered (logits / T), untruncated softmax of the policy
   sampling_logprobs: jax.Array  # [B] fp32, under the distribution actually sampled (0 if greedy)
 
 
@@ -73,7 +75,7 @@ def top_p_filter(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 def process_logits(logits: jax.Array, static: StaticSampling, temperature: jax.Array,
                    top_p: jax.Array) -> jax.Array:
   """The logits of the distribution that is sampled: temperature, then top-k, then top-p."""
-  z = logits / temperature
+  z = logits / temperature  # the same division as `sample`'s tempered log-probs
   if static.top_k:
     z = top_k_filter(z, static.top_k)
   if static.use_top_p:
@@ -118,15 +120,15 @@ def sample(logits: jax.Array, keys: jax.Array, static: StaticSampling, temperatu
            top_p: jax.Array) -> Draw:
   """logits: [B, V] fp32; keys: [B] PRNG keys. temperature/top_p: [] fp32 (traced, no recompiles)."""
   logits = logits.astype(jnp.float32)
-  policy_lse = jax.nn.logsumexp(logits, axis=-1)  # [B]
   if static.greedy:
     tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     sampling_lp = jnp.zeros(tokens.shape, jnp.float32)
+    return Draw(tokens, _pick(logits, tokens) - jax.nn.logsumexp(logits, axis=-1), sampling_lp)
+  tempered = logits / temperature  # [B, V]
+  z = process_logits(logits, static, temperature, top_p)
+  tokens = inverse_cdf_draw(z, jax.vmap(jax.random.uniform)(keys))
+  if static.sampling_logprobs:
+    sampling_lp = _pick(z, tokens) - jax.nn.logsumexp(z, axis=-1)
   else:
-    z = process_logits(logits, static, temperature, top_p)
-    tokens = inverse_cdf_draw(z, jax.vmap(jax.random.uniform)(keys))
-    if static.sampling_logprobs:
-      sampling_lp = _pick(z, tokens) - jax.nn.logsumexp(z, axis=-1)
-    else:
-      sampling_lp = jnp.zeros(tokens.shape, jnp.float32)
-  return Draw(tokens, _pick(logits, tokens) - policy_lse, sampling_lp)
+    sampling_lp = jnp.zeros(tokens.shape, jnp.float32)
+  return Draw(tokens, _pick(tempered, tokens) - jax.nn.logsumexp(tempered, axis=-1), sampling_lp)

@@ -9,8 +9,8 @@ one jitted `lax.while_loop` decodes until every row is done: token t of a row is
 slot P + t - 1 with position len + t - 1 (programs.py). With `refill=True` and fewer slots than rows,
 finished slots take the next queued prompt (refill.py).
 
-Returned log-probs are fp32 under the policy's untempered, untruncated softmax (GRPO's
-old_logprobs) and, optionally, under the distribution actually sampled. The stop token is kept.
+Returned log-probs are fp32 under the policy's tempered (logits / T), untruncated softmax (GRPO's
+old_logprobs; T = 1 when greedy) and, optionally, under the distribution actually sampled. The stop token is kept.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class GenerationResult:
   tokens: np.ndarray  # [N, L] int32, 0 past each row's length; L = max requested new tokens
   lengths: np.ndarray  # [N] int32, stop token included
   finish_reasons: list[str]  # "stop" | "length"
-  logprobs: np.ndarray  # [N, L] fp32 policy log-probs of the sampled tokens, 0 past the length
+  logprobs: np.ndarray  # [N, L] fp32 log softmax(logits / T) of the sampled tokens, 0 past the length
   sampling_logprobs: Optional[np.ndarray]  # [N, L] fp32 under the sampling distribution, if asked
   prompt_index: np.ndarray  # [N] int32
   stats: dict

@@ -3,6 +3,7 @@ question at T = 0.6, top-p 0.95 -> pass@1, cons@k, pass@k, mean length; JSON + a
 like the paper's Table 3."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -12,6 +13,7 @@ from flax import nnx
 from r1jax.eval.evaluate import evaluate_policy
 from r1jax.eval.report import markdown_table, write_json
 from r1jax.rewards.combine import CombinedReward
+from r1jax.rewards.format import format_score
 from r1jax.sampling import Sampler
 from r1jax.train import common
 from r1jax.train.metrics import MetricsWriter
@@ -34,15 +36,15 @@ def _template_for(cfg, checkpoint: str):
   return build_template(cfg.data.template)
 
 
-def _benchmarks(cfg, template):
-  """[(name, records)]: offline task test splits, prompts rendered with `template`."""
+def _benchmarks(cfg):
+  """[(name, records)]: offline task test splits (raw problems; evaluate_policy renders them)."""
   from r1jax.data import tasks
 
   out = []
   for name in [t.strip() for t in cfg.eval.tasks.split(",") if t.strip()]:
     recs = tasks.get_task(name).generate("test", int(cfg.eval.n), seed=int(cfg.eval.seed),
                                          difficulty=int(cfg.eval.difficulty))
-    out.append((name, [dict(r, prompt=template.prompt_text(r["prompt"])) for r in recs]))
+    out.append((name, recs))
   return out
 
 
@@ -74,19 +76,24 @@ def run_evaluate(cfg, workdir: str) -> list:
   checkpoints = parse_checkpoints(cfg.checkpoints)
   for label, path in checkpoints.items():
     tok = load_tokenizer(path if not cfg.tokenizer.path else cfg.tokenizer.path)
-    stop_ids = tuple(tok.stop_ids) + ((tok.answer_end_id,) if cfg.sampling.get("stop_at_answer_end") else ())
+    stop_ids = tok.sampling_stop_ids(bool(cfg.sampling.get("stop_at_answer_end")))
     with jax.set_mesh(mesh):
       _, model = load_hf_model(path, mesh=mesh)
       sampler, params = Sampler.from_model(model, mesh=mesh)
-      for name, records in _benchmarks(cfg, _template_for(cfg, path)):
-        res = evaluate_policy(sampler, params, tok, records, benchmark=name, label=label,
+      template = _template_for(cfg, path)
+      # The format the checkpoint was trained to: R1's readable summary sits between </think> and <answer>.
+      format_fn = functools.partial(format_score, allow_summary=template.name == "r1")
+      for name, records in _benchmarks(cfg):
+        res = evaluate_policy(sampler, params, tok, template, records, benchmark=name, label=label,
                               grade=lambda t, a, m: grader(t, a, m).components["accuracy"], k=int(e.k),
                               temperature=float(e.temperature), top_p=float(e.top_p),
-                              max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed))
+                              max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed),
+                              format_fn=format_fn)
         results.append(res)
         writer.write(len(results), {"label": label, "benchmark": name, "pass@1": res.pass_at_1,
-                                    "cons@k": res.cons_at_k or 0.0})
-        log.info("%s on %s: pass@1 %.3f cons@%d %.3f", label, name, res.pass_at_1, res.k, res.cons_at_k or 0)
+                                    "pass@1_se": res.pass_at_1_stderr, "cons@k": res.cons_at_k or 0.0})
+        log.info("%s on %s: pass@1 %.3f ± %.3f cons@%d %.3f", label, name, res.pass_at_1, res.pass_at_1_stderr,
+                 res.k, res.cons_at_k or 0)
     del model, sampler, params
   grader.close()
   writer.close()

@@ -10,7 +10,8 @@ right-padded; the loss covers exactly the completion tokens, the stop token incl
 
 Old log-probs are the sampler's per-token policy log-probs (fixed across the minibatch passes,
 so the ratio really moves after the first update); reference log-probs come from the same fused
-kernel under the reference parameters, without gradients.
+kernel under the reference parameters, without gradients. All three are of the same tempered
+distribution softmax(logits / rollout_temperature), so the trained policy is the sampled one.
 """
 from __future__ import annotations
 
@@ -56,18 +57,20 @@ def build_rollout_batch(prompts: Sequence[Sequence[int]], completions: Sequence[
   return out
 
 
-def policy_logprobs(graphdef, params, extra, batch, *, chunk_size: int, entropy: bool = False):
-  """Per-token log-probs of `targets` ([B, L]) under the given parameters (fused, chunked)."""
+def policy_logprobs(graphdef, params, extra, batch, *, chunk_size: int, entropy: bool = False,
+                    temperature: float = 1.0):
+  """Per-token log-probs of `targets` ([B, L]) under softmax(logits / temperature) of the given
+  parameters (fused, chunked); GRPO passes its rollout temperature."""
   model = merge(graphdef, params, extra)
   out = model(batch["tokens"], batch["positions"], batch["segment_ids"], return_logits=False)
   res = token_logprobs(out.hidden, model.head_kernel(), batch["targets"], chunk_size=chunk_size,
-                       compute_entropy=entropy)
+                       compute_entropy=entropy, temperature=temperature)
   return res, out.aux
 
 
-def make_ref_logprobs_fn(graphdef, chunk_size: int):
+def make_ref_logprobs_fn(graphdef, chunk_size: int, temperature: float = 1.0):
   def fn(ref_params, extra, batch):
-    lp, _ = policy_logprobs(graphdef, ref_params, extra, batch, chunk_size=chunk_size)
+    lp, _ = policy_logprobs(graphdef, ref_params, extra, batch, chunk_size=chunk_size, temperature=temperature)
     return jax.lax.stop_gradient(lp)
   return fn
 
@@ -77,16 +80,25 @@ def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig
   """One optimizer step on one minibatch of whole groups (jit it; donate the state)."""
 
   def loss_fn(params, extra, mb):
-    (lp, ent), aux = policy_logprobs(graphdef, params, extra, mb, chunk_size=cfg.logprob_chunk_size, entropy=True)
+    (lp, ent), aux = policy_logprobs(graphdef, params, extra, mb, chunk_size=cfg.logprob_chunk_size, entropy=True,
+                                     temperature=cfg.rollout_temperature)
     loss, metrics = grpo_loss(lp, mb["old_logprobs"], mb["ref_logprobs"] if use_ref else None, mb["advantages"],
                               mb["completion_mask"], cfg, truncated=mb["truncated"], entropy=ent)
     return loss + aux["balance"], (metrics, aux["load"])
 
   def step(state: TrainState, mb):
-    (_, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
+    (loss, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
     new_state, gnorm = apply_gradients(state, grads, tx)
     extra = update_router_biases(graphdef, new_state.params, state.extra, loads, router_bias_rate)
-    return new_state.replace(extra=extra), {**metrics, "grad_norm": gnorm}
+    new_state = new_state.replace(extra=extra)
+    # NaN guard: a non-finite loss or gradient leaves params, optimizer state and router biases as
+    # they were (the step counter still advances, so step numbers stay minibatch numbers).
+    finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    keep = lambda new, old: jnp.where(finite, new, old)
+    guarded = state.replace(step=new_state.step, params=jax.tree.map(keep, new_state.params, state.params),
+                            opt_state=jax.tree.map(keep, new_state.opt_state, state.opt_state),
+                            extra=jax.tree.map(keep, new_state.extra, state.extra))
+    return guarded, {**metrics, "grad_norm": gnorm, "skipped_nonfinite": 1.0 - finite.astype(jnp.float32)}
 
   return step
 
@@ -98,21 +110,30 @@ class ScoredRollout:
   metrics: dict
 
 
-def score_rollout(prompts, gen, texts, answers, metadata, reward_fn, cfg: GRPOConfig, *,
-                  ref_logprobs_fn=None, length_multiple: int = 64) -> ScoredRollout:
-  """Rewards -> group advantages -> the training batch. `gen` is a sampling GenerationResult."""
-  n = len(texts)
+def length_by_correctness(lengths: np.ndarray, accuracy: np.ndarray | None) -> dict[str, float]:
+  """Mean response length of correct (accuracy >= 0.5) and incorrect rows (absent if none)."""
+  if accuracy is None:
+    return {}
+  ok = np.asarray(accuracy) >= 0.5
+  out = {}
+  if ok.any():
+    out["response_length/correct"] = float(np.mean(lengths[ok]))
+  if (~ok).any():
+    out["response_length/incorrect"] = float(np.mean(lengths[~ok]))
+  return out
+
+
+def score_rollout(rollout, cfg: GRPOConfig, *, ref_logprobs_fn=None, length_multiple: int = 64) -> ScoredRollout:
+  """A graded `train.rollout.Rollout` -> group advantages -> the training batch and its metrics."""
+  gen = rollout.gen
   group_ids = np.asarray(gen.prompt_index, np.int32)
-  num_groups = int(group_ids.max()) + 1 if n else 0
-  row_prompts = [prompts[g] for g in group_ids]
-  row_answers = [answers[g] for g in group_ids]
-  row_meta = [metadata[g] for g in group_ids]
-  scored = reward_fn(texts, row_answers, row_meta)
-  rewards = np.asarray(scored.total, np.float32)
+  num_groups = rollout.num_groups
+  row_prompts = [rollout.prompts[g] for g in group_ids]
+  rewards = np.asarray(rollout.rewards, np.float32)
   truncated = np.asarray([r == "length" for r in gen.finish_reasons])
   batch = build_rollout_batch(row_prompts, gen.completions(), gen.logprobs, truncated,
                               length_multiple=length_multiple)
-  metrics = dict(scored.metrics)
+  metrics = dict(rollout.reward_metrics)
   if ref_logprobs_fn is not None:
     batch["ref_logprobs"] = np.asarray(ref_logprobs_fn(batch))
   else:
@@ -129,10 +150,12 @@ def score_rollout(prompts, gen, texts, answers, metadata, reward_fn, cfg: GRPOCo
                                 ddof=cfg.advantage_std_ddof)
   batch["advantages"] = np.asarray(adv, np.float32)
   metrics.update({f"advantages/{k}": float(v) for k, v in stats.items()})
+  lengths = np.asarray(gen.lengths)
   metrics.update({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
-                  "response_length/mean": float(np.mean(gen.lengths)),
-                  "response_length/max": float(np.max(gen.lengths)),
+                  "response_length/mean": float(np.mean(lengths)),
+                  "response_length/max": float(np.max(lengths)),
                   "truncated_fraction": float(truncated.mean())})
+  metrics.update(length_by_correctness(lengths, rollout.components.get("accuracy")))
   return ScoredRollout(batch=batch, rewards=rewards, metrics=metrics)
 
 

@@ -5,6 +5,7 @@ TensorBoard events are written with tensorboard's own writer (no TensorFlow need
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -13,16 +14,30 @@ from typing import Mapping, Optional
 import numpy as np
 
 
+log = logging.getLogger(__name__)
+
+
 def _scalar(v) -> Optional[float]:
+  """A finite float, or None (for display: the progress bar)."""
+  f = _number(v)
+  return f if f is not None and math.isfinite(f) else None
+
+
+def _number(v) -> Optional[float]:
+  """Any scalar as a float, NaN and inf included; None if it is not one number."""
   try:
-    f = float(np.asarray(v))
+    return float(np.asarray(v))
   except (TypeError, ValueError):
     return None
-  return f if math.isfinite(f) else None
 
 
 class MetricsWriter:
-  """`write(step, metrics)` appends one JSON line and TB scalars. Only process 0 writes."""
+  """`write(step, metrics)` appends one JSON line and TB scalars. Only process 0 writes.
+
+  A non-finite value is written as it is (JSON `NaN` / `Infinity`, which Python, pandas and the
+  plots read back; a NaN TensorBoard scalar) and logged as a warning: a diverging run must show.
+  A value that is not a number or a string is an error naming the key.
+  """
 
   def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True, prefix: str = ""):
     self.path = os.path.join(workdir, "metrics.jsonl")
@@ -38,13 +53,19 @@ class MetricsWriter:
 
   def write(self, step: int, metrics: Mapping[str, object]) -> dict:
     row = {"step": int(step), "time": time.time()}
+    nonfinite = []
     for k, v in metrics.items():
       if isinstance(v, str):
         row[self.prefix + k] = v
-      else:
-        s = _scalar(v)
-        if s is not None:
-          row[self.prefix + k] = s
+      elif v is not None:
+        s = _number(v)
+        if s is None:
+          raise TypeError(f"MetricsWriter: metric {k!r} = {v!r} is not a number or a string")
+        row[self.prefix + k] = s
+        if not math.isfinite(s):
+          nonfinite.append(self.prefix + k)
+    if nonfinite:
+      log.warning("step %d: non-finite metrics %s", int(step), ", ".join(nonfinite))
     if not self.enabled:
       return row
     with open(self.path, "a") as f:

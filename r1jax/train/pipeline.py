@@ -88,6 +88,14 @@ def apply_overrides(cfg, overrides: dict[str, Any], where: str, *, strict: bool 
   return cfg
 
 
+def _offset_seeds(stage_cfg, offset: int) -> None:
+  if not offset:
+    return
+  for node in (stage_cfg, stage_cfg.get("data")):
+    if node is not None and "seed" in node:
+      node.seed = int(node.seed) + offset
+
+
 def stage_done(kind: str, workdir: str) -> bool:
   if kind == "rejection":
     return os.path.exists(os.path.join(workdir, "data", "rejection_sft.jsonl"))
@@ -114,6 +122,9 @@ def run_pipeline(cfg, workdir: str) -> dict:
       continue
     stage_cfg = load_experiment(spec, root)
     apply_overrides(stage_cfg, resolve(resolve_fields(overrides, cfg), dirs), f"pipeline stage {name!r}")
+    # A pipeline seed offsets every stage's own seeds (model init, sampling, data order, synthetic
+    # corpora); 0 leaves them as the stage configs say. Held-out eval problems stay fixed.
+    _offset_seeds(stage_cfg, int(cfg.get("seed", 0)))
     # Common overrides come last (e.g. shrinking every stage for a smoke run) and apply wherever
     # the stage has the field.
     apply_overrides(stage_cfg, resolve(resolve_fields(dict(cfg.get("common_overrides", ()) or ()), cfg), dirs),

@@ -234,9 +234,7 @@ def run_rejection(cfg, workdir: str) -> dict:
   tmpl_cfg = cfg.data.template.to_dict()
   tmpl_cfg["system"] = tmpl_cfg.get("system") or None
   template = build_template(tmpl_cfg)
-  stop_ids = tuple(tok.stop_ids)
-  if s.get("stop_at_answer_end") and tok.answer_end_id is not None:
-    stop_ids += (tok.answer_end_id,)
+  stop_ids = tok.sampling_stop_ids(bool(s.get("stop_at_answer_end")))
   reward_fn = registry.build(r.reward, **dict(r.get("reward_options", {}) or {}))
   rows: list[dict] = []
   parts: list[dict] = []

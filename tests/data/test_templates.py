@@ -38,7 +38,10 @@ def test_r1_format_reasoning_then_summary():
   assert t.prompt_text("Q?") == "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n<think>\n"
   segs = t.sft_segments("Q?", text)
   trainable = [s.text for s in segs if s.trainable]
-  assert trainable == [text + "<|im_end|>"]
+  # The forced generation prefix belongs to the prompt (the sampler is given it), not the target.
+  assert trainable == [text[len("<think>\n"):] + "<|im_end|>"]
+  assert segs[:len(t.prompt_segments("Q?"))] == t.prompt_segments("Q?")
+  assert [s.text for s in segs[len(t.prompt_segments("Q?")) + 1:]] == ["\n"]
 
 
 CONVERSATION = [{"role": "system", "content": "Be brief."},

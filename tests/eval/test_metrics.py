@@ -283,3 +283,13 @@ def test_response_length_stats_matches_numpy():
     metrics.response_length_stats([])
   with pytest.raises(ValueError, match="finite and >= 0"):
     metrics.response_length_stats([3, -1])
+
+
+def test_pass_at_1_stderr_is_the_standard_error_over_problems():
+  from r1jax.eval.metrics import pass_at_1_stderr
+
+  correct = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
+  per_problem = np.array([0.5, 1.0, 0.0, 0.25])
+  want = np.sqrt(np.sum((per_problem - per_problem.mean()) ** 2) / 3) / 2
+  assert pass_at_1_stderr(correct) == pytest.approx(want)
+  assert pass_at_1_stderr(correct[:1]) == 0.0

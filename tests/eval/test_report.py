@@ -234,3 +234,13 @@ def test_plot_jsonl_end_to_end(tmp_path):
   assert len(paths) == 3
   for p in paths:
     _assert_png(p)
+
+
+def test_table_shows_pass_at_1_with_its_standard_error():
+  from r1jax.eval.report import markdown_table, result_from_samples
+
+  r = result_from_samples("addition", "rl", np.array([[1, 0], [1, 1], [0, 0]], bool))
+  assert r.pass_at_1_stderr == pytest.approx(np.std([0.5, 1.0, 0.0], ddof=1) / np.sqrt(3))
+  row = markdown_table([r]).splitlines()[2]
+  assert row == f"| addition (pass@1) | 50.0 ± {100 * r.pass_at_1_stderr:.1f} |"
+  assert EvalResult.from_dict(r.to_dict()).pass_at_1_stderr == r.pass_at_1_stderr

@@ -61,6 +61,29 @@ def test_fused_equals_naive_and_numpy_fp64(shape, chunk):
     np.testing.assert_allclose(np.asarray(f), np.asarray(n), rtol=0, atol=1e-12)
 
 
+def test_tempered_fused_equals_numpy_and_naive_in_value_and_gradient():
+  """temperature T: log softmax(h @ W / T), values against NumPy, gradients against the naive path."""
+  T = 0.7
+  with jax.enable_x64(True):
+    hidden, head, targets = _inputs(2, 5, 8, 30, seed=3, dtype=jnp.float64)
+    rng = np.random.default_rng(4)
+    w_lp, w_ent = jnp.asarray(rng.normal(size=(2, 5))), jnp.asarray(rng.normal(size=(2, 5)))
+    fused = lambda h, w, t: token_logprobs(h, w, t, chunk_size=3, compute_entropy=True, temperature=T)
+    naive = lambda h, w, t: naive_token_logprobs(h, w, t, compute_entropy=True, temperature=T)
+    outs = [(fn(hidden, head, targets), jax.grad(_weighted(fn, w_lp, w_ent), argnums=(0, 1))(hidden, head, targets))
+            for fn in (fused, naive)]
+    untempered = token_logprobs(hidden, head, targets, chunk_size=3)
+  np_logp, np_ent = _np_logprobs_entropy(hidden, np.asarray(head) / T, targets)
+  (out_f, grads_f), (out_n, grads_n) = outs
+  np.testing.assert_allclose(np.asarray(out_f[0]), np_logp, rtol=0, atol=1e-12)
+  np.testing.assert_allclose(np.asarray(out_f[1]), np_ent, rtol=0, atol=1e-12)
+  for f, n in zip(out_f + grads_f, out_n + grads_n):
+    np.testing.assert_allclose(np.asarray(f), np.asarray(n), rtol=0, atol=1e-12)
+  assert np.abs(np.asarray(untempered) - np_logp).max() > 1e-2  # the temperature really acts
+  with pytest.raises(ValueError, match="temperature"):
+    token_logprobs(hidden, head, targets, temperature=0.0)
+
+
 def _tiny_model(params, ids):
   """Stand-in policy: embed, one tanh layer, RMS norm -> hidden [B, T, D]; head is a param."""
   x = params["embed"][ids]

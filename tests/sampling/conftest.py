@@ -49,16 +49,18 @@ def _forward(model, tokens):
   return model(tokens).logits
 
 
-def teacher_forced(model, prompt, completion):
+def teacher_forced(model, prompt, completion, temperature: float = 1.0):
   """Trainer-side reference: one full forward (no cache) over prompt + completion.
 
-  Returns (logprobs of the completion tokens [n], argmax predictions [n], logits [n, V]).
+  Returns (log softmax(logits / temperature) of the completion tokens [n], argmax predictions [n],
+  untempered logits [n, V]).
   """
   full = np.concatenate([np.asarray(prompt), np.asarray(completion)]).astype(np.int32)
   padded = np.zeros((max(64, len(full)),), np.int32)  # trailing padding cannot change causal logits
   padded[:len(full)] = full
   logits = np.asarray(_forward(model, jnp.asarray(padded)[None])[0], np.float64)
   pred = logits[len(prompt) - 1:len(full) - 1]  # [n, V] logits that predicted each completion token
-  logz = np.log(np.exp(pred - pred.max(-1, keepdims=True)).sum(-1)) + pred.max(-1)
-  lp = pred[np.arange(len(completion)), np.asarray(completion)] - logz
+  z = pred / temperature
+  logz = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+  lp = z[np.arange(len(completion)), np.asarray(completion)] - logz
   return lp, pred.argmax(-1), pred

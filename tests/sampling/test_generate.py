@@ -38,7 +38,8 @@ def test_sampled_logprobs_policy_and_sampling_distribution(gqa_model, sampler):
   sp = SamplingParams(**SAMPLED, max_new_tokens=10, seed=3)
   res = s.generate(params, PROMPTS[:3], sp)
   for prompt, toks, lps, slps in zip(PROMPTS, res.tokens, res.logprobs, res.sampling_logprobs):
-    ref_lp, _, logits = teacher_forced(gqa_model, prompt, toks)
+    # policy log-probs: the tempered (T = 0.8), untruncated softmax the GRPO trainer uses
+    ref_lp, _, logits = teacher_forced(gqa_model, prompt, toks, temperature=0.8)
     np.testing.assert_allclose(lps, ref_lp, atol=1e-4)
     for t, tok in enumerate(toks):
       probs = ref_truncated_probs(logits[t], 0.8, 20, 0.9)

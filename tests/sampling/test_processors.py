@@ -84,8 +84,9 @@ def test_empirical_frequencies_match_truncated_distribution(temperature, top_k, 
   expected = N * probs[support]
   stat = float(np.sum((counts[support] - expected) ** 2 / expected))
   assert stat < chi2_critical(int(support.sum()) - 1), (stat, counts, expected)
-  # log-probs: policy = untempered full softmax; sampling = the truncated distribution
-  policy = logits - np.log(np.exp(logits.astype(np.float64)).sum())
+  # log-probs: policy = tempered full softmax (logits / T); sampling = the truncated distribution
+  z = logits.astype(np.float64) / temperature
+  policy = z - np.log(np.exp(z).sum())
   np.testing.assert_allclose(np.asarray(draw.logprobs), policy[tokens], atol=1e-5)
   np.testing.assert_allclose(np.asarray(draw.sampling_logprobs), np.log(probs[tokens]), atol=1e-5)
 

@@ -31,7 +31,8 @@ def test_refill_equals_static_batching(gqa_model, sampler, sampled):
   np.testing.assert_allclose(refill.logprobs, static.logprobs, atol=1e-5)
   assert refill.stats["prefills"] > 2 and refill.stats["decode_steps"] < static.stats["decode_steps"]
   for prompt, toks, lps, n in zip(PROMPTS, refill.tokens, refill.logprobs, refill.lengths):
-    ref_lp, ref_argmax, _ = teacher_forced(gqa_model, prompt, toks[:n])  # refilled rows see no stale K/V
+    # refilled rows see no stale K/V; log-probs are of the sampling temperature's softmax
+    ref_lp, ref_argmax, _ = teacher_forced(gqa_model, prompt, toks[:n], temperature=sp.temperature if sampled else 1.0)
     np.testing.assert_allclose(lps[:n], ref_lp, atol=1e-4)
     if not sampled:
       np.testing.assert_array_equal(toks[:n], ref_argmax)

@@ -9,7 +9,8 @@ from flax import nnx
 from r1jax.models.config import ModelConfig
 from r1jax.rl.config import GRPOConfig
 from r1jax.sampling import BucketPolicy, Sampler, SamplingParams
-from r1jax.train.grpo import build_rollout_batch, make_update_step, minibatch_slices, policy_logprobs
+from r1jax.train.grpo import (build_rollout_batch, make_ref_logprobs_fn, make_update_step, minibatch_slices,
+                              policy_logprobs)
 from r1jax.train.state import init_train_state, split_model
 from tests.sampling.conftest import random_model
 
@@ -75,3 +76,33 @@ def test_sampler_logprobs_are_the_trainer_logprobs_and_update_follows_advantages
   seq = lambda x: (np.asarray(x) * mask).sum(-1)
   gain = seq(lp2) - seq(lp)
   assert np.all(gain[0::G] > 0) and np.all(gain[1::G] < 0), gain
+
+
+def test_tempered_rollout_gives_ratio_one_and_zero_kl_on_the_first_minibatch():
+  """Rollouts at T = 0.7 (the paper's stage 4): the sampler's old log-probs, the reference log-probs
+  and the trained log-probs are all of softmax(logits / 0.7), so the first update is on-policy."""
+  T = 0.7
+  model = random_model(CFG, seed=2, std=0.1)
+  sampler, state_full = Sampler.from_model(model, buckets=BUCKETS)
+  prompts = [[3, 4, 5, 6], [7, 8]]
+  G = 4
+  gen = sampler.generate(state_full, prompts, SamplingParams(temperature=T, top_p=0.95, max_new_tokens=10, n=G,
+                                                             seed=5, stop_token_ids=(1,)))
+  rows = [prompts[i] for i in gen.prompt_index]
+  b = build_rollout_batch(rows, gen.completions(), gen.logprobs, np.array([r == "length" for r in gen.finish_reasons]),
+                          length_multiple=16)
+  graphdef, params, extra = split_model(model)
+  jb = {k: jnp.asarray(v) for k, v in b.items()}
+  b["ref_logprobs"] = np.asarray(jax.jit(make_ref_logprobs_fn(graphdef, 16, T))(params, extra, jb))
+  mask = b["completion_mask"] > 0
+  np.testing.assert_allclose(b["ref_logprobs"][mask], b["old_logprobs"][mask], atol=1e-4)
+  untempered, _ = jax.jit(lambda p, e, bb: policy_logprobs(graphdef, p, e, bb, chunk_size=16))(params, extra, jb)
+  assert np.abs(np.asarray(untempered) - b["old_logprobs"])[mask].max() > 1e-2  # T = 1 would be off-policy
+  b["advantages"] = np.where(np.arange(len(rows)) % 2 == 0, 1.0, -1.0).astype(np.float32)
+  cfg = GRPOConfig(num_generations=G, prompts_per_step=2, num_minibatches=1, beta=0.04, clip_eps_low=0.2,
+                   clip_eps_high=0.2, logprob_chunk_size=16, rollout_temperature=T)
+  tx = optax.sgd(0.1)
+  step = jax.jit(make_update_step(graphdef, tx, cfg, use_ref=True))
+  _, m = step(init_train_state(params, extra, tx), {k: jnp.asarray(v) for k, v in b.items()})
+  assert abs(float(m["ratio_min"]) - 1.0) < 1e-4 and abs(float(m["ratio_max"]) - 1.0) < 1e-4, m
+  assert abs(float(m["kl_mean"])) < 1e-6 and float(m["clip_frac_low"]) == float(m["clip_frac_high"]) == 0.0

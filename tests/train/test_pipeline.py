@@ -16,7 +16,7 @@ MICRO = (("train.steps", 2), ("train.rollouts", 1), ("train.checkpoint_every", 1
          ("grpo.num_minibatches", 2), ("data.batch_size", 4), ("data.task.n", 8), ("sampling.k", 2),
          ("sampling.max_new_tokens", 8), ("rejection.shard_prompts", 8), ("eval.n", 2), ("eval.k", 2),
          ("eval.max_new_tokens", 8), ("data.seq_len", 128), ("train.progress", False), ("train.plots", False),
-         ("tokenizer.vocab_size", 1024),
+         ("tokenizer.vocab_size", 1024), ("grpo.dynamic_sampling_max_draws", 2),
          # A two-step model solves nothing: accept every sample so the later stages get data.
          ("rejection.correct_threshold", 0.0), ("rejection.drop_truncated", False),
          ("filters.require_think", False), ("filters.min_language_consistency", 0.0))
@@ -37,6 +37,46 @@ def test_references_and_overrides():
     apply_overrides(c, {"a.zz": 1}, "t")
   apply_overrides(c, {"a.zz": 1}, "t", strict=False)  # common overrides skip missing fields
   assert "zz" not in c.a
+
+
+def test_pipeline_seed_offsets_stage_seeds_only():
+  import ml_collections
+
+  from r1jax.train.pipeline import _offset_seeds
+
+  c = ml_collections.ConfigDict({"seed": 3, "data": {"seed": 5}, "eval": {"seed": 1234}})
+  _offset_seeds(c, 0)
+  assert (c.seed, c.data.seed) == (3, 5)
+  _offset_seeds(c, 2)
+  assert (c.seed, c.data.seed, c.eval.seed) == (5, 7, 1234)  # held-out problems stay the same
+
+
+def test_seed_table_is_mean_and_standard_error_over_runs(tmp_path):
+  import numpy as np
+
+  from r1jax.eval.report import EvalResult, write_json
+  from r1jax.eval.seeds import main, seed_table
+
+  runs = []
+  for i, (a, b) in enumerate([(0.5, 0.1), (0.6, 0.2), (0.7, 0.0)]):
+    run = [EvalResult("addition", "cold", a, 128, 4, cons_at_k=a), EvalResult("addition", "rl", b, 128, 4,
+                                                                               cons_at_k=b)]
+    write_json(run, tmp_path / f"s{i}" / "evaluate" / "eval_results.json")
+    runs.append(run)
+  table = seed_table(runs, ["a", "b", "c"])
+  se = 100 * np.std([0.5, 0.6, 0.7], ddof=1) / np.sqrt(3)
+  assert f"| addition (pass@1) | 60.0 ± {se:.1f} | 10.0 ± 5.8 |" in table
+  assert main([str(tmp_path / f"s{i}") for i in range(3)]) == 0
+  # Paired gains need per-problem scores.
+  from r1jax.eval.seeds import gain_table
+
+  paired = [[EvalResult("addition", "cold-start", 0.5, 4, 1, per_problem=[0.0, 1.0, 1.0, 0.0]),
+             EvalResult("addition", "reasoning-rl", 0.75, 4, 1, per_problem=[1.0, 1.0, 1.0, 0.0])]] * 2
+  d_se = 100 * np.std([1.0, 0, 0, 0], ddof=1) / 2
+  assert f"| addition: reasoning-rl − cold-start | +25.0 ± {d_se:.1f} | +25.0 ± {d_se:.1f} | +25.0 ± 0.0 |" \
+      in gain_table(paired)
+  with pytest.raises(ValueError, match="no result"):
+    seed_table([runs[0], runs[1][:1]], ["a", "b"])
 
 
 @pytest.mark.slow

@@ -204,7 +204,9 @@ def test_all_scenario_rl_routes_the_reward_models_to_general_prompts(runs):
   n = G * PROMPTS
   for r in rows:
     general = r["helpfulness_rm/rows"]
-    assert r["safety_rm/rows"] == general and r["accuracy/rows"] + general == n, r
+    # Row counts cover every sampled row: n per draw (dynamic sampling may draw more than once).
+    draws = r.get("dynamic/draws", 1.0)
+    assert r["safety_rm/rows"] == general and r["accuracy/rows"] + general == n * draws, r
     if general:
       assert r["helpfulness_rm/failed"] == 0 and r["safety_rm/failed"] == 0
       assert np.isfinite(r["helpfulness_rm/mean"]) and 0 <= r["safety_rm/mean"] <= 1

@@ -91,10 +91,13 @@ def test_r1_zero_micro_run_resumes_exactly_and_writes_artifacts(tmp_path):
   _assert_same(_params(straight), _params(resumed))
   rows = [json.loads(l) for l in open(os.path.join(straight, "metrics.jsonl"))]
   assert [r["rollout"] for r in rows] == [1, 2]
-  for key in ("reward/mean", "kl_mean", "clip_frac_low", "entropy_mean", "advantages/frac_zero_std_groups",
-              "response_length/mean", "time/generate", "tokens_per_s_per_device", "reflection/wait"):
+  for key in ("reward/mean", "kl_mean", "clip_frac_low", "clip_frac_high", "entropy_mean", "ratio_min", "ratio_max",
+              "advantages/frac_zero_std_groups", "truncated_fraction", "skipped_nonfinite", "nonfinite/skipped_total",
+              "dynamic/draws", "dynamic/informative_fraction", "response_length/mean", "time/generate",
+              "tokens_per_s_per_device", "reflection/wait"):
     assert key in rows[-1], key
   assert rows[-1]["step"] == 4  # 2 rollouts x 2 minibatches
+  assert any(k.startswith("response_length/") and k.endswith("correct") for k in rows[-1])  # by correctness
   assert os.path.exists(os.path.join(straight, "plots", "response_length.png"))
   assert os.path.exists(os.path.join(straight, "tb"))
   # The export is a real HF checkpoint r1jax (and transformers) can load.
