@@ -132,6 +132,12 @@ def run_rl(cfg, workdir: str) -> dict:
                            streak=nonfinite_streak, total=nonfinite_total, enabled=jax.process_index() == 0)
     step = int(state.step)  # a host copy: no device sync between the minibatch updates of a rollout
     row = {}
+    evaluate_every = int(cfg.train.get("eval_every", 0))
+    if evaluate_every and rollout == 0 and step == 0:
+      # The initialisation's held-out score: the curve starts where RL starts (the pure eval
+      # consumes no training randomness, so the run is unchanged).
+      writer.write(0, {"rollout": 0, **_evaluate(cfg, sampler, nnx.state(merge(graphdef, state.params, state.extra)),
+                                                  tok, reward_fn, stop_ids, 0)})
     while rollout < total:
       t0 = time.perf_counter()
       policy_state = nnx.state(merge(graphdef, state.params, state.extra))  # same arrays, no copy
@@ -192,7 +198,6 @@ def run_rl(cfg, workdir: str) -> dict:
              "time/update": t_upd - t_score, "step_time": t_upd - t0,
              "tokens_per_s_per_device": n_tok / max(seconds["generate"], 1e-9) / jax.device_count(),
              "rollout": rollout, "sampler/compiles": sampler.stats.total_compiles}
-      evaluate_every = int(cfg.train.get("eval_every", 0))
       if evaluate_every and (rollout % evaluate_every == 0 or rollout == total):
         row.update(_evaluate(cfg, sampler, nnx.state(merge(graphdef, state.params, state.extra)), tok, reward_fn,
                              stop_ids, rollout))
