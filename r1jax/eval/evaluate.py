@@ -2,6 +2,7 @@
 pass@1 averaged over the k, cons@k majority vote, unbiased pass@k, mean response length."""
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from r1jax.data.encode import prompt_ids
 from r1jax.eval.metrics import cluster_answers, mean_pass_at_k, pass_at_1_mean, pass_at_1_stderr
 from r1jax.eval.report import EvalResult
 from r1jax.rewards.extract import final_answer
+from r1jax.rewards.format import format_score
 from r1jax.sampling import SamplingParams
 
 
@@ -53,6 +55,12 @@ def evaluate_policy(sampler, params, tokenizer, template, records: Sequence[dict
                     pass_at_k={kk: float(v) for kk, v in pass_k.items()}, mean_length=float(np.mean(lengths)),
                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                     format_rate=float(np.mean(formats)) if formats else None)
+
+
+def trained_format(template) -> Callable[[str], float]:
+  """The format check of a checkpoint trained with `template` (`evaluate_policy`'s `format_fn`):
+  after a cold start the R1 format puts a readable summary between </think> and <answer>."""
+  return functools.partial(format_score, allow_summary=template.name == "r1")
 
 
 def _majority_correct(answers: Sequence[Optional[str]], correct: np.ndarray) -> float:

@@ -110,17 +110,19 @@ def pass_at_1_mean(correct: Any) -> float:
   return float(arr.mean(axis=1).mean())
 
 
+def standard_error(values: Any) -> float:
+  """std (ddof 1) / sqrt(n) of a 1-D sample; 0 for fewer than two values."""
+  v = np.asarray(values, np.float64).reshape(-1)
+  return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+
+
 def pass_at_1_stderr(correct: Any) -> float:
-  """Standard error of `pass_at_1_mean` over problems: std of the per-problem means (ddof 1) / sqrt(P).
+  """Standard error of `pass_at_1_mean` over problems: `standard_error` of the per-problem means.
 
   The k samples of one problem are not independent draws of the benchmark, so the problem is the
   unit; 0 for fewer than two problems.
   """
-  arr = _correct_matrix(correct, "pass_at_1_stderr")  # [P, k]
-  per_problem = arr.mean(axis=1)
-  if per_problem.size < 2:
-    return 0.0
-  return float(per_problem.std(ddof=1) / np.sqrt(per_problem.size))
+  return standard_error(_correct_matrix(correct, "pass_at_1_stderr").mean(axis=1))  # [P, k] -> [P]
 
 
 def mean_pass_at_k(correct: Any, ks: Sequence[int]) -> dict[int, float]:

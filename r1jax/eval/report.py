@@ -167,7 +167,7 @@ def paired_difference(before: EvalResult, after: EvalResult) -> tuple[float, flo
   if len(before.per_problem) != len(after.per_problem) or before.benchmark != after.benchmark:
     raise ValueError(f"paired_difference: {before.label!r} and {after.label!r} were not scored on the same problems")
   d = np.asarray(after.per_problem) - np.asarray(before.per_problem)
-  return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+  return float(d.mean()), metrics.standard_error(d)
 
 
 # ----------------------------------------------------------------------------------------------

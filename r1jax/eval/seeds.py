@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from r1jax.eval.metrics import standard_error
 from r1jax.eval.report import EvalResult, load_json, paired_difference
 
 # The paper's comparisons in the R1 pipeline's labels: what each stage should gain over its input.
@@ -34,17 +35,16 @@ def results_path(path: str) -> str:
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
-  v = np.asarray(values, np.float64)
-  return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+  return float(np.mean(values)), standard_error(values)
 
 
-def seed_table(runs: Sequence[Sequence[EvalResult]], names: Sequence[str]) -> str:
-  """Markdown: one column per label (first run's order), "mean ± SE" over runs, in percent."""
+def _indexed(runs: Sequence[Sequence[EvalResult]], names: Sequence[str]):
+  """(labels, benchmarks, [{(benchmark, label): result} per run]), in the first run's order; a run
+  missing any (benchmark, label) of the first is an error naming it."""
   if not runs:
-    raise ValueError("seed_table: no runs")
-  first = runs[0]
-  labels = list(dict.fromkeys(r.label for r in first))
-  benchmarks = list(dict.fromkeys(r.benchmark for r in first))
+    raise ValueError("seed runs: none given")
+  labels = list(dict.fromkeys(r.label for r in runs[0]))
+  benchmarks = list(dict.fromkeys(r.benchmark for r in runs[0]))
   cells: list[dict[tuple[str, str], EvalResult]] = []
   for name, run in zip(names, runs):
     by_key = {(r.benchmark, r.label): r for r in run}
@@ -52,6 +52,12 @@ def seed_table(runs: Sequence[Sequence[EvalResult]], names: Sequence[str]) -> st
     if missing:
       raise ValueError(f"{name}: no result for (benchmark, label) {missing}")
     cells.append(by_key)
+  return labels, benchmarks, cells
+
+
+def seed_table(runs: Sequence[Sequence[EvalResult]], names: Sequence[str]) -> str:
+  """Markdown: one column per label (first run's order), "mean ± SE" over runs, in percent."""
+  labels, benchmarks, cells = _indexed(runs, names)
 
   def cell(bench, label, attr):
     vals = [getattr(c[(bench, label)], attr) for c in cells]
@@ -68,25 +74,20 @@ def seed_table(runs: Sequence[Sequence[EvalResult]], names: Sequence[str]) -> st
   return "\n".join(lines) + f"\n\nmean ± standard error over {len(runs)} seeds\n"
 
 
-def gain_table(runs: Sequence[Sequence[EvalResult]], pairs: Sequence[tuple[str, str]] = PAIRS) -> str:
+def gain_table(runs: Sequence[Sequence[EvalResult]], pairs: Sequence[tuple[str, str]] = PAIRS,
+               names: Sequence[str] | None = None) -> str:
   """Markdown: per pair and benchmark, the paired pass@1 gain per seed and its mean ± SE over seeds."""
-  labels = {r.label for r in runs[0]}
-  benchmarks = list(dict.fromkeys(r.benchmark for r in runs[0]))
+  labels, benchmarks, cells = _indexed(runs, names or [f"run {i}" for i in range(len(runs))])
   lines = ["| pass@1 gain (paired by problem) | " + " | ".join(f"seed run {i}" for i in range(len(runs)))
            + " | mean ± SE over seeds |", "| --- |" + " ---: |" * (len(runs) + 1)]
   for before, after in pairs:
     if before not in labels or after not in labels:
       continue
     for bench in benchmarks:
-      gains = []
-      cells = []
-      for run in runs:
-        by = {(r.benchmark, r.label): r for r in run}
-        d, se = paired_difference(by[(bench, before)], by[(bench, after)])
-        gains.append(d)
-        cells.append(f"{100 * d:+.1f} ± {100 * se:.1f}")
-      m, se = mean_and_stderr(gains)
-      lines.append(f"| {bench}: {after} − {before} | " + " | ".join(cells) + f" | {100 * m:+.1f} ± {100 * se:.1f} |")
+      diffs = [paired_difference(c[(bench, before)], c[(bench, after)]) for c in cells]
+      m, se = mean_and_stderr([d for d, _ in diffs])
+      lines.append(f"| {bench}: {after} − {before} | " + " | ".join(f"{100 * d:+.1f} ± {100 * e:.1f}" for d, e in diffs)
+                   + f" | {100 * m:+.1f} ± {100 * se:.1f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -105,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
   runs = [load_json(p) for p in paths]
   print(seed_table(runs, paths), end="")
   print()
-  print(gain_table(runs, pairs), end="")
+  print(gain_table(runs, pairs, paths), end="")
   return 0
 
 

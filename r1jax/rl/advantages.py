@@ -33,6 +33,17 @@ def _check_group_ids(group_ids: jax.Array, num_groups: int, n: int):
                        f"[{ids.min()}, {ids.max()}]")
 
 
+def all_equal_groups(rewards: jax.Array, group_ids: jax.Array, num_groups: int) -> jax.Array:
+  """[num_groups] bool: the group has rows and all its rewards are equal. Decided exactly
+  (max == min), not from a float std that rounding can make 1e-17: such groups get advantage exactly
+  0, and dynamic sampling drops them."""
+  rewards = jnp.asarray(rewards)
+  group_max = jax.ops.segment_max(rewards, group_ids, num_segments=num_groups)
+  group_min = jax.ops.segment_min(rewards, group_ids, num_segments=num_groups)
+  present = jax.ops.segment_sum(jnp.ones_like(rewards), group_ids, num_segments=num_groups) > 0
+  return present & (group_max == group_min)
+
+
 def group_advantages(rewards: jax.Array, group_ids: jax.Array, num_groups: int, *,
                      scale_by_std: bool = True, eps: float = 1e-6, ddof: int = 1
                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -58,11 +69,7 @@ def group_advantages(rewards: jax.Array, group_ids: jax.Array, num_groups: int, 
   centred = rewards - mean[group_ids]  # [N]
   var = segment_sum(jnp.square(centred)) / jnp.maximum(counts - ddof, 1.0)
   std = jnp.sqrt(var)
-  # "All equal" is decided exactly (max == min), not from a float std that rounding can make
-  # 1e-17, so such groups get advantage exactly 0.
-  group_max = jax.ops.segment_max(rewards, group_ids, num_segments=num_groups)
-  group_min = jax.ops.segment_min(rewards, group_ids, num_segments=num_groups)
-  zero_std = present & (group_max == group_min)  # [num_groups]
+  zero_std = all_equal_groups(rewards, group_ids, num_groups)  # [num_groups]
 
   advantages = centred / (std[group_ids] + eps) if scale_by_std else centred
   advantages = jnp.where(zero_std[group_ids], 0.0, advantages).astype(rewards.dtype)

@@ -75,7 +75,12 @@ def top_p_filter(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 def process_logits(logits: jax.Array, static: StaticSampling, temperature: jax.Array,
                    top_p: jax.Array) -> jax.Array:
   """The logits of the distribution that is sampled: temperature, then top-k, then top-p."""
-  z = logits / temperature  # the same division as `sample`'s tempered log-probs
+  return truncate(logits / temperature, static, top_p)
+
+
+def truncate(tempered: jax.Array, static: StaticSampling, top_p: jax.Array) -> jax.Array:
+  """Top-k, then top-p, of already tempered logits."""
+  z = tempered
   if static.top_k:
     z = top_k_filter(z, static.top_k)
   if static.use_top_p:
@@ -124,8 +129,8 @@ def sample(logits: jax.Array, keys: jax.Array, static: StaticSampling, temperatu
     tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     sampling_lp = jnp.zeros(tokens.shape, jnp.float32)
     return Draw(tokens, _pick(logits, tokens) - jax.nn.logsumexp(logits, axis=-1), sampling_lp)
-  tempered = logits / temperature  # [B, V]
-  z = process_logits(logits, static, temperature, top_p)
+  tempered = logits / temperature  # [B, V]: the policy log-probs and the sampled distribution
+  z = truncate(tempered, static, top_p)
   tokens = inverse_cdf_draw(z, jax.vmap(jax.random.uniform)(keys))
   if static.sampling_logprobs:
     sampling_lp = _pick(z, tokens) - jax.nn.logsumexp(z, axis=-1)

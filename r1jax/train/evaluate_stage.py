@@ -3,17 +3,15 @@ question at T = 0.6, top-p 0.95 -> pass@1, cons@k, pass@k, mean length; JSON + a
 like the paper's Table 3."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 
 import jax
 from flax import nnx
 
-from r1jax.eval.evaluate import evaluate_policy
+from r1jax.eval.evaluate import evaluate_policy, trained_format
 from r1jax.eval.report import markdown_table, write_json
 from r1jax.rewards.combine import CombinedReward
-from r1jax.rewards.format import format_score
 from r1jax.sampling import Sampler
 from r1jax.train import common
 from r1jax.train.metrics import MetricsWriter
@@ -81,14 +79,12 @@ def run_evaluate(cfg, workdir: str) -> list:
       _, model = load_hf_model(path, mesh=mesh)
       sampler, params = Sampler.from_model(model, mesh=mesh)
       template = _template_for(cfg, path)
-      # The format the checkpoint was trained to: R1's readable summary sits between </think> and <answer>.
-      format_fn = functools.partial(format_score, allow_summary=template.name == "r1")
       for name, records in _benchmarks(cfg):
         res = evaluate_policy(sampler, params, tok, template, records, benchmark=name, label=label,
                               grade=lambda t, a, m: grader(t, a, m).components["accuracy"], k=int(e.k),
                               temperature=float(e.temperature), top_p=float(e.top_p),
                               max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed),
-                              format_fn=format_fn)
+                              format_fn=trained_format(template))
         results.append(res)
         writer.write(len(results), {"label": label, "benchmark": name, "pass@1": res.pass_at_1,
                                     "pass@1_se": res.pass_at_1_stderr, "cons@k": res.cons_at_k or 0.0})

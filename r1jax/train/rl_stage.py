@@ -8,7 +8,6 @@ One "step" is one optimizer update on one minibatch of whole groups; one rollout
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -20,7 +19,6 @@ from flax import nnx
 
 from r1jax.eval.metrics import reflection_metrics
 from r1jax.rewards.combine import CombinedReward
-from r1jax.rewards.format import format_score
 from r1jax.rl.config import GRPOConfig
 from r1jax.sampling import Sampler, SamplingParams
 from r1jax.train import common
@@ -70,7 +68,8 @@ class NonFiniteGuard:
     self.directory, self.max_in_a_row, self.enabled = directory, int(max_in_a_row), enabled
     self.streak, self.total = int(streak), int(total)
 
-  def check(self, step: int, skipped: bool, minibatch: dict) -> None:
+  def check(self, step: int, skipped: bool, minibatch: dict | None) -> None:
+    """`minibatch` (numpy rows of the update) is needed only when `skipped`."""
     if not skipped:
       self.streak = 0
       return
@@ -132,15 +131,16 @@ def run_rl(cfg, workdir: str) -> dict:
                            streak=nonfinite_streak, total=nonfinite_total, enabled=jax.process_index() == 0)
     step = int(state.step)  # a host copy: no device sync between the minibatch updates of a rollout
     row = {}
+    policy = lambda: nnx.state(merge(graphdef, state.params, state.extra))  # the current arrays, no copy
     evaluate_every = int(cfg.train.get("eval_every", 0))
+    heldout = heldout_evaluator(cfg, sampler, tok, reward_fn, stop_ids) if evaluate_every else None
     if evaluate_every and rollout == 0 and step == 0:
       # The initialisation's held-out score: the curve starts where RL starts (the pure eval
       # consumes no training randomness, so the run is unchanged).
-      writer.write(0, {"rollout": 0, **_evaluate(cfg, sampler, nnx.state(merge(graphdef, state.params, state.extra)),
-                                                  tok, reward_fn, stop_ids, 0)})
+      writer.write(0, {"rollout": 0, **heldout(policy(), 0)})
     while rollout < total:
       t0 = time.perf_counter()
-      policy_state = nnx.state(merge(graphdef, state.params, state.extra))  # same arrays, no copy
+      policy_state = policy()
       sp = SamplingParams(temperature=gcfg.rollout_temperature, top_p=float(cfg.sampling.top_p),
                           top_k=int(cfg.sampling.top_k), max_new_tokens=int(gcfg.max_completion_length),
                           stop_token_ids=stop_ids, seed=(int(cfg.seed) * 1_000_003 + rollout) % 2**32,
@@ -175,7 +175,7 @@ def run_rl(cfg, workdir: str) -> dict:
                                                             ("tokens", "targets", "positions", "segment_ids")})
       scored = score_rollout(roll, gcfg, ref_logprobs_fn=ref_fn, length_multiple=int(cfg.train.length_multiple))
       t_score = time.perf_counter()
-      updates = []  # (first step of the minibatch, row indices, device metrics)
+      updates = []  # (step number of the update, row indices, device metrics)
       for _epoch in range(gcfg.num_epochs):
         # Group order per (seed, rollout, epoch): a resumed run shuffles exactly as an uninterrupted one.
         rng = np.random.default_rng([int(cfg.seed), rollout, _epoch])
@@ -188,7 +188,8 @@ def run_rl(cfg, workdir: str) -> dict:
             ref_params = copy_tree(state.params)  # reference <- current policy (paper: every 400 steps)
       step_metrics = jax.device_get([m for _, _, m in updates])  # one pull per rollout
       for (s, idx, _), m in zip(updates, step_metrics):
-        guard.check(s, bool(m["skipped_nonfinite"]), {k: np.asarray(v)[idx] for k, v in scored.batch.items()})
+        skipped = bool(m["skipped_nonfinite"])  # the offending minibatch is gathered only then
+        guard.check(s, skipped, {k: np.asarray(v)[idx] for k, v in scored.batch.items()} if skipped else None)
       t_upd = time.perf_counter()
       rollout += 1
       n_tok = float(np.sum(roll.gen.lengths))
@@ -199,8 +200,7 @@ def run_rl(cfg, workdir: str) -> dict:
              "tokens_per_s_per_device": n_tok / max(seconds["generate"], 1e-9) / jax.device_count(),
              "rollout": rollout, "sampler/compiles": sampler.stats.total_compiles}
       if evaluate_every and (rollout % evaluate_every == 0 or rollout == total):
-        row.update(_evaluate(cfg, sampler, nnx.state(merge(graphdef, state.params, state.extra)), tok, reward_fn,
-                             stop_ids, rollout))
+        row.update(heldout(policy(), rollout))
       row = writer.write(step, row)
       bar.update(row)
       ckpt.end_of_step(rollout, {"state": state, "ref": ref_params}, every=int(cfg.train.checkpoint_every),
@@ -220,10 +220,12 @@ def run_rl(cfg, workdir: str) -> dict:
   return row
 
 
-def _evaluate(cfg, sampler, params, tok, reward_fn, stop_ids, rollout) -> dict:
+def heldout_evaluator(cfg, sampler, tok, reward_fn, stop_ids):
+  """`fn(params, rollout) -> metrics`: held-out pass@1 (± SE), cons@k, format and length on
+  `cfg.eval.task`'s test split; problems and template are built once per stage."""
   from r1jax.data import tasks
   from r1jax.data.templates import build_template
-  from r1jax.eval.evaluate import evaluate_policy
+  from r1jax.eval.evaluate import evaluate_policy, trained_format
 
   e = cfg.eval
   template = build_template(cfg.data.template)
@@ -232,9 +234,12 @@ def _evaluate(cfg, sampler, params, tok, reward_fn, stop_ids, rollout) -> dict:
   def grade(texts, answers, metadata):
     return reward_fn(texts, answers, metadata).components["accuracy"]
 
-  res = evaluate_policy(sampler, params, tok, template, records, benchmark=e.task, label=f"rollout {rollout}", grade=grade,
-                        k=int(e.k), temperature=float(e.temperature), top_p=float(e.top_p),
-                        max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed),
-                        format_fn=functools.partial(format_score, allow_summary=template.name == "r1"))
-  return {"eval/pass@1": res.pass_at_1, "eval/pass@1_se": res.pass_at_1_stderr,
-          "eval/cons@k": res.cons_at_k or 0.0, "eval/format": res.format_rate, "eval/mean_length": res.mean_length}
+  def evaluate(params, rollout: int) -> dict:
+    res = evaluate_policy(sampler, params, tok, template, records, benchmark=e.task, label=f"rollout {rollout}",
+                          grade=grade, k=int(e.k), temperature=float(e.temperature), top_p=float(e.top_p),
+                          max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed),
+                          format_fn=trained_format(template))
+    return {"eval/pass@1": res.pass_at_1, "eval/pass@1_se": res.pass_at_1_stderr,
+            "eval/cons@k": res.cons_at_k or 0.0, "eval/format": res.format_rate, "eval/mean_length": res.mean_length}
+
+  return evaluate

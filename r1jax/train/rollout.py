@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from r1jax.rl.advantages import all_equal_groups
 from r1jax.sampling.sampler import GenerationResult
 
 # Reward metrics that count things: summed over draws (the others are per-draw means, averaged).
@@ -38,18 +39,9 @@ class Rollout:
 
 
 def informative_groups(rewards: np.ndarray, group_ids: np.ndarray, num_groups: int) -> np.ndarray:
-  """[num_groups] bool: the group's rewards are not all equal (decided exactly: max != min)."""
-  rewards = np.asarray(rewards, np.float64)
-  hi = np.full(num_groups, -np.inf)
-  lo = np.full(num_groups, np.inf)
-  np.maximum.at(hi, group_ids, rewards)
-  np.minimum.at(lo, group_ids, rewards)
-  return hi != lo
-
-
-def _rows(gen: GenerationResult, groups: Sequence[int]) -> np.ndarray:
-  idx = np.asarray(gen.prompt_index)
-  return np.concatenate([np.flatnonzero(idx == g) for g in groups]) if len(groups) else np.zeros(0, int)
+  """[num_groups] bool: the group's rewards are not all equal (`rl.advantages.all_equal_groups`,
+  the rule that gives such groups advantage 0)."""
+  return ~np.asarray(all_equal_groups(np.asarray(rewards, np.float32), np.asarray(group_ids, np.int32), num_groups))
 
 
 def _pad_cols(x: np.ndarray, width: int) -> np.ndarray:
@@ -59,10 +51,10 @@ def _pad_cols(x: np.ndarray, width: int) -> np.ndarray:
 def take_groups(r: Rollout, groups: Sequence[int]) -> Rollout:
   """The rollout restricted to `groups` (in that order), renumbered 0..len(groups)-1."""
   groups = [int(g) for g in groups]
-  rows = _rows(r.gen, groups)
   g = r.gen
-  new_index = np.concatenate([np.full(int(np.sum(np.asarray(g.prompt_index) == old)), new, np.int32)
-                              for new, old in enumerate(groups)]) if groups else np.zeros(0, np.int32)
+  per_group = [np.flatnonzero(np.asarray(g.prompt_index) == old) for old in groups]  # row ids of each group
+  rows = np.concatenate(per_group) if groups else np.zeros(0, int)
+  new_index = np.repeat(np.arange(len(groups), dtype=np.int32), [len(p) for p in per_group])
   gen = GenerationResult(
       tokens=g.tokens[rows], lengths=g.lengths[rows], finish_reasons=[g.finish_reasons[i] for i in rows],
       logprobs=g.logprobs[rows], sampling_logprobs=None if g.sampling_logprobs is None else g.sampling_logprobs[rows],
