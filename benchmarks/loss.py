@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax.rl import GRPOConfig, grpo_loss, naive_token_logprobs, r1_preset, token_logprobs
+from r1jax.rl import GRPOConfig, grpo_loss, naive_token_logprobs, r1_recipe, token_logprobs
 
 FULL = dict(tokens=[4096, 16384], vocab=[32768, 152064], dim=1024, chunk_size=1024)
 SMALL = dict(tokens=[512, 2048], vocab=[4096, 16384], dim=128, chunk_size=256)
@@ -113,7 +113,7 @@ def main():
   sizes.update({k: v for k, v in (("tokens", args.tokens), ("vocab", args.vocab),
                                   ("dim", args.dim), ("chunk_size", args.chunk_size)) if v})
   dtype = jnp.dtype(args.dtype)
-  cfg = r1_preset()
+  cfg = r1_recipe()
   fused = _step_fn(lambda h, w, t: token_logprobs(h, w, t, chunk_size=sizes["chunk_size"]), cfg)
   naive = _step_fn(naive_token_logprobs, cfg)
 

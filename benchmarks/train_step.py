@@ -33,6 +33,7 @@ def main():
 
   from r1jax.models.accounting import count_params, flops_per_token
   from r1jax.models.presets import get_preset
+  from r1jax.models.sharded import create_sharded_model
   from r1jax.parallel import sharding as shd
   from r1jax.parallel.mesh import make_mesh
   from r1jax.train.sft import make_sft_step
@@ -50,7 +51,7 @@ def main():
          "params": count_params(cfg)["total"], "device_kind": jax.devices()[0].device_kind,
          "dtype": args.dtype, "remat": args.remat, "attention_impl": args.attention, "jax": jax.__version__}
   with jax.set_mesh(mesh):
-    model = shd.create_sharded_model(cfg, mesh)
+    model = create_sharded_model(cfg, mesh)
     g, p, e = split_model(model)
     tx = make_optimizer({"learning_rate": 1e-4, "warmup_steps": 1, "total_steps": 100})
     st = init_train_state(p, e, tx)

@@ -19,13 +19,13 @@ advantage: GRPO normalises within each prompt's group.
 Both reward-model paths must be set (experiments/reward_model.py exports); the check at start
 names the missing key.
 
-Presets:
+Arguments (`--config=experiments/<file>.py:<arg>`):
   tiny                CPU: arithmetic prompts + synthetic general prompts (2:1), R1 template.
   qwen2.5-math-1.5b   one host; set model.init_from (the rejection-SFT export), the RM paths, and
                       real prompt files in data.spec.paths / data.general.paths.
 """
 from r1jax.data import tasks
-from r1jax.train.configs import grpo_base, tiny_grpo
+from r1jax.train.configs import grpo_base, qwen_math_grpo, tiny_grpo
 
 # Tasks graded by the rule verifiers: math (also rows whose metadata names no task), code, and
 # the offline reasoning tasks.
@@ -50,16 +50,8 @@ def get_config(arg: str = "tiny"):
     c.grpo.rollout_temperature = 0.7  # the paper's stage 4 (tiny_grpo uses it for every stage too)
     c.data.general.n = 256
   elif arg == "qwen2.5-math-1.5b":
-    c.model.preset = ""
-    c.model.init_from = ""  # the rejection-SFT stage's export
-    c.mesh.fsdp = -1
-    c.data.max_prompt_len = 512  # 4,096 positions: prompt 512 + completion 3,584
-    c.grpo.max_completion_length = 3584
-    c.data.task.name = "countdown"  # or data.spec.paths: reasoning prompts {prompt, answer, task}
+    qwen_math_grpo(c, rollouts=100)  # model.init_from = the rejection-SFT stage's export
     c.data.general.n = 4000  # or data.general.paths: general prompts {prompt}
-    c.train.rollouts = 100
-    c.train.eval_every = 25
-    c.eval.max_new_tokens = 3584
   else:
-    raise ValueError(f"all_scenario_rl: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"all_scenario_rl: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

@@ -26,5 +26,5 @@ def get_config(arg: str = "tiny"):
     c.optim.learning_rate = 1e-5
     c.train.steps = 2000
   else:
-    raise ValueError(f"cold_start: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"cold_start: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

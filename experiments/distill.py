@@ -20,7 +20,7 @@ Fields (override on the command line; the stages read them through "{config:fiel
   student_tokenizer  "" = the student's own tokenizer; the tiny preset's random student shares the
                      teacher's ("{config:teacher}").
 
-Presets:
+Arguments (`--config=experiments/<file>.py:<arg>`):
   tiny                CPU, minutes: a half-size tiny_dense student (2 layers, d_model 96) on the
                       teacher's countdown/arithmetic samples.
   qwen2.5-math-1.5b   the paper's smallest distilled model (DeepSeek-R1-Distill-Qwen-1.5B):
@@ -79,5 +79,5 @@ def get_config(arg: str = "tiny"):
     c.stages = (("teacher_samples", "rejection_sft.py:qwen2.5-math-1.5b", teacher),
                 ("student", "cold_start.py:qwen2.5-math-1.5b", student))
   else:
-    raise ValueError(f"distill: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"distill: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

@@ -29,5 +29,5 @@ def get_config(arg: str = "tiny"):
   elif arg == "paper":
     c.eval.k, c.eval.max_new_tokens = 64, 32768  # cons@64 as in the paper
   else:
-    raise ValueError(f"evaluate: unknown preset {arg!r} (tiny, paper)")
+    raise ValueError(f"evaluate: unknown argument {arg!r} (tiny, paper)")
   return c

@@ -57,7 +57,7 @@ def get_config(arg: str = "tiny"):
   c.common_overrides = ()
   c.seed = 0  # offsets every stage's seeds (a 3-seed sweep: --config.seed=0,1,2 in three workdirs)
   if arg != "tiny":
-    raise ValueError(f"r1_pipeline: unknown preset {arg!r} (tiny)")
+    raise ValueError(f"r1_pipeline: unknown argument {arg!r} (tiny)")
   rejection_data = ("{rejection:dir}/data/rejection_sft.jsonl",)
   c.stages = (
       ("base", "cold_start.py:tiny", _BASE + (

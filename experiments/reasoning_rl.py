@@ -13,7 +13,7 @@ The same large-scale GRPO as R1-Zero, but from the cold-start checkpoint and wit
 
 The export (`<workdir>/final`) is what stage 3 (experiments/rejection_sft.py) samples from.
 
-Presets:
+Arguments (`--config=experiments/<file>.py:<arg>`):
   tiny                CPU smoke run: a random tiny model unless model.init_from names a cold-start
                       export (the pipeline sets it); offline 2-digit additions, whose
                       cold-start traces (~90 tokens, ~155 with a "Wait, let me re-check"
@@ -24,7 +24,7 @@ Presets:
                       reference reset every 400 steps. The paper's 32k-token completions do not
                       fit Qwen2.5-Math-1.5B's 4,096 positions, so prompt 512 + completion 3,584.
 """
-from r1jax.train.configs import grpo_base, tiny_grpo
+from r1jax.train.configs import grpo_base, qwen_math_grpo, tiny_grpo
 
 # After a cold start the R1 format puts a summary between </think> and <answer>.
 REWARD_WEIGHTS = {"accuracy": 1.0, "format": 1.0, "language": 1.0}
@@ -43,21 +43,9 @@ def get_config(arg: str = "tiny"):
     # pass@1 every 5 rollouts (the plot).
     tiny_grpo(c, learning_rate=5e-5, rollouts=20, eval_every=5)
   elif arg == "qwen2.5-math-1.5b":
-    c.model.preset = ""
-    c.model.init_from = ""  # the cold-start export (<cold_start workdir>/final)
-    c.mesh.fsdp = -1
-    # grpo_base("r1") already holds the paper's lr 3e-6, beta 0.001, G 16, 32 x 16 prompts, T 1.0,
-    # clip eps 10, ref reset every 400 steps; only the length is capped by the model's context.
-    c.data.max_prompt_len = 512
-    c.grpo.max_completion_length = 3584
-    c.grpo.logprob_chunk_size = 1024
-    c.data.task.name = "countdown"  # or data.spec.paths = math/logic problem files with answers
-    c.data.task.n = 20000
-    c.train.rollouts = 500  # 8,000 optimizer steps (16 per rollout)
-    c.train.checkpoint_every = 5
-    c.train.eval_every = 25
-    c.eval.task = "countdown"
-    c.eval.max_new_tokens = 3584
+    # grpo_base("r1") holds the paper's lr 3e-6, beta 0.001, G 16, 32 x 16 prompts, T 1.0, clip
+    # eps 10, ref reset every 400 steps; only the length is capped by the model's context.
+    qwen_math_grpo(c, rollouts=500)  # 8,000 optimizer steps (16 per rollout); init_from = cold start
   else:
-    raise ValueError(f"reasoning_rl: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"reasoning_rl: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

@@ -32,7 +32,7 @@ Choices the paper leaves open, and why:
   instruction corpus (the paper reuses DeepSeek-V3's SFT data; set `mix.paths` to real files).
 - the prompt template must be the one the RL checkpoint was trained with ("r1" after a cold start).
 
-Presets:
+Arguments (`--config=experiments/<file>.py:<arg>`):
   tiny                CPU, minutes: countdown + arithmetic problems, short completions.
   qwen2.5-math-1.5b   one host; set model.init_from to the RL stage's export.
 """
@@ -101,5 +101,5 @@ def get_config(arg: str = "tiny"):
     c.sampling.num_slots = 256
     c.sampling.refill = True  # long, uneven completions: refill finished slots
   else:
-    raise ValueError(f"rejection_sft: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"rejection_sft: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

@@ -13,7 +13,7 @@
 <workdir>/final, is what `rewards.options.helpfulness_rm.path` / `safety_rm.path` of
 experiments/all_scenario_rl.py point at.
 
-Presets:
+Arguments (`--config=experiments/<file>.py:<arg>`):
   tiny                CPU, under a minute: tiny_dense from scratch (tokenizer trained in-process) on
                       the synthetic preference / safety corpus, 20% held out.
   qwen2.5-math-1.5b   one host: the backbone from `model.init_from` (a policy export; the paper
@@ -82,5 +82,5 @@ def get_config(arg: str = "tiny"):
     c.optim.warmup_steps = 20
     c.train.steps = 1000  # ~ one epoch of 66k pairs at 64 per step
   else:
-    raise ValueError(f"reward_model: unknown preset {arg!r} (tiny, qwen2.5-math-1.5b)")
+    raise ValueError(f"reward_model: unknown argument {arg!r} (tiny, qwen2.5-math-1.5b)")
   return c

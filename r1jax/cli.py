@@ -1,6 +1,6 @@
 """`python -m r1jax --config=experiments/<stage>.py:<preset> --workdir=DIR [--config.a.b=v ...]`.
 
-The config's `kind` picks the runner (r1jax.train.stages). Configs are validated before any work starts; an unknown
+The config's `kind` picks the stage (r1jax.train.stages). Configs are validated before any work starts; an unknown
 or mistyped key is named. Running again on the same workdir resumes.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from r1jax.train.stages import runner_for, validate
+from r1jax.train.stages import run_stage, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:preset]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, exports)")
@@ -21,7 +21,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, met
 def run_config(cfg, workdir: str):
   from r1jax.train.common import start_distributed
 
-  validate(cfg)
+  checked = validate(cfg)  # before any device is touched: a bad key fails in seconds
   start_distributed(cfg)
   if cfg.get("compilation_cache", True):
     import jax
@@ -30,7 +30,7 @@ def run_config(cfg, workdir: str):
     cache = cfg.get("compilation_cache_dir", "") or os.path.join(workdir, ".jax_cache")
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  return runner_for(cfg.kind)(cfg, workdir)
+  return run_stage(cfg, workdir, checked)
 
 
 def main(argv):

@@ -46,13 +46,18 @@ def data_config(kind: str = "rl") -> ml_collections.ConfigDict:
   c.seed = 0
   c.num_epochs = ml_collections.config_dict.placeholder(int)   # None = repeat forever
   c.shuffle = True
-  c.seq_len = 1024           # sft rows
-  c.pack = True
-  c.num_packing_bins = 0     # 0 = the local batch size
-  c.max_prompt_len = 512     # rl / eval
-  c.max_len = 1024           # preference / pointwise rows
-  c.k = 1                    # eval samples per question
   c.read_threads = 2
+  # Only the fields this kind's pipeline reads (a field another kind uses is a KeyError here).
+  if kind == "sft":
+    c.seq_len = 1024
+    c.pack = True
+    c.num_packing_bins = 0   # 0 = the local batch size
+  if kind in ("rl", "eval"):
+    c.max_prompt_len = 512
+  if kind == "eval":
+    c.k = 1                  # samples per question
+  if kind in ("preference", "pointwise"):
+    c.max_len = 1024         # prompt + response tokens per row
   if kind == "rl":
     c.general = ml_collections.ConfigDict(dict(corpus="", n=0, paths=(), fields={}, task="general", seed=0))
   return c

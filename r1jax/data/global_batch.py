@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-BATCH_AXES: tuple[str, ...] = ("data", "fsdp", "expert")
+from r1jax.parallel.sharding import BATCH_AXES
 
 
 def batch_axes_of(mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES) -> tuple[str, ...]:

@@ -295,12 +295,6 @@ def open_source(spec: DatasetSpec) -> grain.sources.RandomAccessDataSource:
   return sources[0] if len(sources) == 1 else ConcatSource(sources)
 
 
-def source_stats(source: Any) -> list[SourceStats]:
-  """The prescan statistics of a source (one entry per file)."""
-  st = getattr(source, "stats", [])
-  return list(st) if isinstance(st, list) else [st]
-
-
 def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
   """Writes rows as JSON Lines (UTF-8, no ASCII escaping); returns the number written."""
   n = 0

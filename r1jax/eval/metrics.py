@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -384,8 +384,3 @@ def response_length_stats(lengths: Any, max_length: int | None = None) -> dict[s
   if max_length is not None:
     stats["frac_at_max"] = float(np.mean(arr >= max_length))
   return stats
-
-
-def prefixed(stats: Mapping[str, float], prefix: str) -> dict[str, float]:
-  """{prefix + key: value}, for logging a stats dict under a namespace."""
-  return {prefix + k: v for k, v in stats.items()}

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 ACCURACY_PATTERNS = ("eval/*pass@1", "eval/*accuracy", "heldout/*", "held_out/*")
 LENGTH_PATTERNS = ("response_length/mean", "*/response_length/mean", "completion_length/mean",
                    "*mean_response_length")
-REFLECTION_PREFIX = "reflection/"
+REFLECTION_PREFIX = "rollout/reflection/"  # the GRPO row's reflection words (train.grpo_metrics)
 _MAX_LOGGED_BAD_LINES = 10
 
 

@@ -1,5 +1,5 @@
 """Mixture-of-experts FFN: fp32 router (softmax or DeepSeek-V3 sigmoid + correction bias + group
-limit), shared experts, and three dispatch backends behind `dispatch`:
+limit), shared experts, and four dispatch backends behind `dispatch` (`ModelConfig.moe_backend`):
 
 - "sort":   argsort tokens by expert, scatter into per-expert buffers [E, C, D], batched einsum,
             gather back. Dropless when capacity_factor is None (C = number of tokens, since a token

@@ -1,4 +1,4 @@
-"""Logical axis names -> mesh axes: ONE rules table, checked, and sharded model creation.
+"""Logical axis names -> mesh axes: ONE rules table, checked, and sharded module creation.
 
 Every parameter carries `axes` metadata (e.g. ("embed", "vocab")). `RULES` maps each logical name
 to a mesh axis (or a tuple of them, or None). A spec may not use a mesh axis twice, and every
@@ -65,15 +65,6 @@ def _is_var(x):
   return isinstance(x, nnx.Variable)
 
 
-def state_specs(state, rules: Mapping = RULES):
-  """PartitionSpec for every Variable in an (abstract) nnx.State, from its `axes` metadata."""
-  def one(path, v):
-    axes = v.get_metadata().get("axes")
-    where = "/".join(str(getattr(k, "key", k)) for k in path)
-    return P() if axes is None else logical_to_spec(axes, rules, where)
-  return jax.tree_util.tree_map_with_path(one, state, is_leaf=_is_var)
-
-
 def state_shardings(state, mesh: Mesh, rules: Mapping = RULES):
   """NamedShardings for every Variable of `state`, checking divisibility."""
   def one(path, v):
@@ -108,12 +99,6 @@ def create_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules: Mapping = 
   with jax.set_mesh(mesh):
     state = jax.jit(init, out_shardings=out)()
   return nnx.merge(graphdef, state)
-
-
-def create_sharded_model(cfg, mesh: Mesh, seed: int = 0, rules: Mapping = RULES):
-  from r1jax.models.transformer import Transformer
-
-  return create_sharded(lambda: Transformer(cfg, rngs=nnx.Rngs(seed)), mesh, rules)
 
 
 def constrain_batch(x: jax.Array) -> jax.Array:

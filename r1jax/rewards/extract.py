@@ -60,21 +60,6 @@ def as_answer_text(value: Any) -> str:
   return as_text(value)
 
 
-def last_block(text: str, open_tag: str, close_tag: str) -> str | None:
-  """Content of the last complete `open_tag … close_tag` block, or None.
-
-  The block is the last `close_tag` and the last `open_tag` before it, so for nested or
-  repeated tags (`<a>x<a>y</a>`) the innermost last content ("y") is returned.
-  """
-  end = text.rfind(close_tag)
-  if end < 0:
-    return None
-  start = text.rfind(open_tag, 0, end)
-  if start < 0:
-    return None
-  return text[start + len(open_tag):end]
-
-
 def _balanced_brace_content(text: str, open_pos: int) -> str | None:
   """Content between `text[open_pos] == "{"` and its matching "}", or None if it never closes.
 

@@ -62,7 +62,6 @@ SCRIPT_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
     "han": ((0x2E80, 0x2FDF), (0x3005, 0x3007), (0x3021, 0x3029), (0x3400, 0x4DBF),
             (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F)),
 }
-SCRIPTS = tuple(SCRIPT_RANGES)
 UNSPACED_SCRIPTS = frozenset({"han", "hiragana", "katakana", "thai"})  # one word per character
 VARIABLE_SCRIPTS = frozenset({"latin", "greek"})  # single letters are math variables
 

@@ -1,4 +1,4 @@
-"""One signature for every reward function, a registry by name, and a weighted combination.
+"""One signature for every reward function, and a registry of them by name.
 
 A reward function grades a whole batch at once (so it can use a process pool):
 
@@ -8,21 +8,39 @@ A reward function grades a whole batch at once (so it can use a process pool):
 never inferred from order). Scores are float32 [N]; a function never raises into the trainer:
 `combine` turns an exception into zero scores and an error count.
 
-The built-in rewards live in sibling modules that register themselves on import; `build` and
-`available` import them on demand (`BUILTIN_MODULES`), so `build("math")` works without the caller
-importing `r1jax.rewards.math` first. Task verifiers written as a per-item
-`verify(completion, answer) -> float` join through `register_item_verifier`.
+Registering is one step, the decorator:
+
+    @register("name")                   # a factory: factory(**options) -> RewardFn
+    def build_my_reward(**options): ...
+
+    @register_verifier("countdown")     # a per-item check: verify(completion, answer) -> float
+    def verify_countdown(completion, answer): ...
+
+Every module of the `r1jax.rewards` package is discovered: the first `available()`, or `build`
+of a name not yet registered, imports each of them once, so a new module in r1jax/rewards/ with
+a decorated factory needs no list to join. A module that fails to import is logged (with its
+traceback) and its rewards are missing: `available()` leaves them out, and `build(name)` of a
+name that is not registered raises an ImportError naming the failed modules and their errors,
+rather than calling the name unknown.
+
+Rewards outside the package register the same way: import the module that defines them (e.g.
+from the experiment config file) before the trainer builds its rewards; the decorator runs on
+import and `available()`, `build` and config validation see the name.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import logging
+import pkgutil
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+PACKAGE = __name__.rpartition(".")[0]  # "r1jax.rewards": the package whose modules are discovered
 
 
 @dataclasses.dataclass
@@ -35,17 +53,6 @@ RewardFn = Callable[[Sequence[str], Sequence[Any], Sequence[Mapping[str, Any]]],
 ItemVerifier = Callable[[str, Any], float]
 
 _REGISTRY: dict[str, Callable[..., RewardFn]] = {}
-
-# Reward name → module that registers it. A module missing from this checkout is skipped.
-BUILTIN_MODULES: dict[str, str] = {
-    "math": "r1jax.rewards.math",
-    "format": "r1jax.rewards.format",
-    "language": "r1jax.rewards.language",
-    "accuracy": "r1jax.rewards.combine",
-    "code": "r1jax.rewards.code",
-    "helpfulness_rm": "r1jax.rewards.model",
-    "safety_rm": "r1jax.rewards.model",
-}
 
 
 def register(name: str):
@@ -60,32 +67,55 @@ def register(name: str):
   return deco
 
 
-def _import_builtin(name: str, strict: bool = True) -> None:
-  """Imports the module that registers `name`; `strict=False` logs its import errors instead."""
-  module = BUILTIN_MODULES.get(name)
-  if module is None or name in _REGISTRY:
-    return
-  try:
-    importlib.import_module(module)
-  except Exception as e:
-    if isinstance(e, ModuleNotFoundError) and e.name == module:
-      return  # not in this checkout (yet)
-    if strict:
-      raise
-    log.warning("reward module %s failed to import; %r is unavailable", module, name,
-                exc_info=True)
+class _Discovery:
+  """Imports every module of `package` once; remembers the ones that failed."""
+
+  def __init__(self, package: str):
+    self.package = package
+    self.done = False
+    self.failures: dict[str, BaseException] = {}  # module name -> its import error
+    self._lock = threading.RLock()
+
+  def run(self) -> None:
+    with self._lock:
+      if self.done:  # also true while running: a module that calls available() on import
+        return
+      self.done = True
+      package = importlib.import_module(self.package)
+      for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        try:
+          importlib.import_module(info.name)
+        except Exception as e:  # noqa: BLE001 — one broken module must not hide the others
+          self.failures[info.name] = e
+          log.warning("reward module %s failed to import; the rewards it registers are "
+                      "unavailable", info.name, exc_info=True)
+
+
+_discovery = _Discovery(PACKAGE)
 
 
 def available() -> list[str]:
-  for name in BUILTIN_MODULES:
-    _import_builtin(name, strict=False)
+  """Every registered reward name (discovering the package's modules first)."""
+  _discovery.run()
   return sorted(_REGISTRY)
 
 
+def import_failures() -> dict[str, str]:
+  """{module: its import error} for the package modules that failed to import (after discovery)."""
+  _discovery.run()
+  return {module: f"{type(e).__name__}: {e}" for module, e in _discovery.failures.items()}
+
+
 def build(name: str, **options) -> RewardFn:
-  _import_builtin(name)
   if name not in _REGISTRY:
-    raise KeyError(f"unknown reward {name!r}; known: {available()}")
+    _discovery.run()
+  if name not in _REGISTRY:
+    failures = _discovery.failures
+    if failures:
+      details = "; ".join(f"{module}: {type(e).__name__}: {e}" for module, e in failures.items())
+      raise ImportError(f"reward {name!r} is not registered, and reward modules failed to "
+                        f"import (it may be one of theirs): {details}") from next(iter(failures.values()))
+    raise KeyError(f"unknown reward {name!r}; known: {sorted(_REGISTRY)}")
   return _REGISTRY[name](**options)
 
 
@@ -127,18 +157,27 @@ class ItemVerifierReward:
         "mean": float(scores.mean()) if len(scores) else 0.0, "errors": float(errors)})
 
 
-def register_item_verifier(name: str, verify: ItemVerifier) -> None:
-  """Registers `verify(completion, answer) -> float` as the batch reward `name` (no options)."""
-  if not callable(verify):
-    raise TypeError(f"reward {name!r}: verify must be callable, got {type(verify).__name__}")
+def register_verifier(name: str):
+  """Registers `verify(completion, answer) -> float` as the batch reward `name` (no options).
 
-  def factory(**options) -> RewardFn:
-    if options:
-      raise TypeError(f"reward {name!r} takes no options, got {sorted(options)}")
-    return ItemVerifierReward(name, verify)
+  A decorator that returns `verify` unchanged, so one function can be stacked under several
+  names. Registering the same function twice (a reloaded module) is fine.
+  """
 
-  factory.verify = verify
-  existing = _REGISTRY.get(name)
-  if existing is not None and getattr(existing, "verify", None) is verify:
-    return  # re-registering the same function (module reloaded) is fine
-  register(name)(factory)
+  def deco(verify: ItemVerifier) -> ItemVerifier:
+    if not callable(verify):
+      raise TypeError(f"reward {name!r}: verify must be callable, got {type(verify).__name__}")
+    existing = _REGISTRY.get(name)
+    if existing is not None and getattr(existing, "verify", None) is verify:
+      return verify
+
+    def factory(**options) -> RewardFn:
+      if options:
+        raise TypeError(f"reward {name!r} takes no options, got {sorted(options)}")
+      return ItemVerifierReward(name, verify)
+
+    factory.verify = verify
+    register(name)(factory)
+    return verify
+
+  return deco

@@ -1,17 +1,23 @@
-"""GRPO hyper-parameters: one frozen dataclass, validated on construction, plus named presets.
+"""GRPO hyper-parameters: one frozen dataclass, validated on construction, plus named recipes.
 
 The dataclass defaults are the DeepSeek-R1 recipe (Nature version, reasoning RL = stage 2):
 G = 16 outputs per question, 32 questions per step, beta = 0.001 with the k3 estimator in the
-loss, clip epsilon = 10, lr 3e-6, rollout temperature 1.0, one pass over each 8,192-output
-rollout split into 16 minibatches, reference policy replaced by the current policy every 400
-steps. Other presets (DeepSeekMath GRPO, DAPO, Dr. GRPO, a tiny CPU one) only override fields.
+loss, clip epsilon = 10, rollout temperature 1.0, one pass over each 8,192-output rollout split
+into 16 minibatches, reference policy replaced by the current policy every 400 steps. Other
+recipes (DeepSeekMath GRPO, DAPO, Dr. GRPO, a tiny CPU one) only override fields.
+
+A recipe's learning rate (R1: 3e-6) is an optimiser setting, so it is not a GRPOConfig field:
+`LEARNING_RATES[recipe]` seeds a stage config's `optim.learning_rate`, its one home.
+
+A stage config's `grpo` section holds exactly these fields; the stage builds the GRPOConfig once,
+when the config is validated (`train.rl_stage.check_grpo_config`), and hands it to the runner.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
+from r1jax.rl.kl import KL_KINDS as KL_ESTIMATORS  # defined once, with the estimators
 KL_MODES = ("loss", "reward")
 # seq_mean: per-sequence token mean, then mean over sequences (the paper's 1/|o_i|).
 # token_mean: one token mean over the whole batch (DAPO).
@@ -28,8 +34,6 @@ class GRPOConfig:
   prompts_per_step: int = 32  # questions per optimizer step (32 x 16 = 512 outputs).
   rollout_temperature: float = 1.0
   max_completion_length: int = 32768
-  # Optimisation.
-  learning_rate: float = 3e-6
   # One rollout = num_minibatches optimizer steps of prompts_per_step whole groups each
   # (16 x 512 = 8,192 outputs in the paper), so minibatches always split at group boundaries.
   num_minibatches: int = 16
@@ -70,6 +74,24 @@ class GRPOConfig:
       raise ValueError(f"GRPOConfig has no field(s) {unknown}")
     return dataclasses.replace(self, **overrides)
 
+  # Whether KL is on, decided here only: a reference policy exists iff beta > 0; its KL enters
+  # the loss (per token) or the reward (per sequence) by kl_mode.
+  @property
+  def uses_reference(self) -> bool:
+    return self.beta > 0
+
+  @property
+  def kl_in_loss(self) -> bool:
+    return self.uses_reference and self.kl_mode == "loss"
+
+  @property
+  def kl_in_reward(self) -> bool:
+    return self.uses_reference and self.kl_mode == "reward"
+
+  @property
+  def prompts_per_rollout(self) -> int:
+    return self.prompts_per_step * self.num_minibatches
+
   @property
   def outputs_per_step(self) -> int:
     return self.num_generations * self.prompts_per_step
@@ -94,7 +116,7 @@ def _validate(cfg: GRPOConfig):
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(name, "must be a positive int", value)
-  for name in ("rollout_temperature", "learning_rate", "advantage_eps", "log_ratio_clamp",
+  for name in ("rollout_temperature", "advantage_eps", "log_ratio_clamp",
                "kl_log_ratio_clamp", "kl_k3_max"):
     value = getattr(cfg, name)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -126,58 +148,59 @@ def _validate(cfg: GRPOConfig):
     _fail("max_len_norm", "must be None or a positive int", cfg.max_len_norm)
 
 
-def r1_preset() -> GRPOConfig:
+def r1_recipe() -> GRPOConfig:
   """DeepSeek-R1 reasoning RL (stage 2): the dataclass defaults, spelled out."""
   return GRPOConfig(num_generations=16, prompts_per_step=32, beta=0.001, kl_estimator="k3",
-                    kl_mode="loss", clip_eps_low=10.0, clip_eps_high=10.0, learning_rate=3e-6,
+                    kl_mode="loss", clip_eps_low=10.0, clip_eps_high=10.0,
                     rollout_temperature=1.0, num_minibatches=16, num_epochs=1,
                     ref_update_interval=400, loss_aggregation="seq_mean")
 
 
-def r1_stage4_preset() -> GRPOConfig:
+def r1_stage4_recipe() -> GRPOConfig:
   """DeepSeek-R1 RL for all scenarios (stage 4): as stage 2 with rollout temperature 0.7."""
-  return r1_preset().replace(rollout_temperature=0.7)
+  return r1_recipe().replace(rollout_temperature=0.7)
 
 
-def deepseekmath_grpo_preset() -> GRPOConfig:
-  """The original GRPO (DeepSeekMath): G = 64, eps = 0.2, beta = 0.04, lr 1e-6."""
+def deepseekmath_grpo_recipe() -> GRPOConfig:
+  """The original GRPO (DeepSeekMath): G = 64, eps = 0.2, beta = 0.04 (lr 1e-6)."""
   return GRPOConfig(num_generations=64, prompts_per_step=16, beta=0.04, clip_eps_low=0.2,
-                    clip_eps_high=0.2, learning_rate=1e-6, num_minibatches=1,
-                    max_completion_length=1024,
+                    clip_eps_high=0.2, num_minibatches=1, max_completion_length=1024,
                     ref_update_interval=0)
 
 
-def dapo_preset() -> GRPOConfig:
-  """DAPO: clip-higher (0.2 / 0.28), token-mean aggregation, no KL term."""
-  return r1_preset().replace(clip_eps_low=0.2, clip_eps_high=0.28, beta=0.0,
-                             loss_aggregation="token_mean", learning_rate=1e-6,
-                             ref_update_interval=0)
+def dapo_recipe() -> GRPOConfig:
+  """DAPO: clip-higher (0.2 / 0.28), token-mean aggregation, no KL term (lr 1e-6)."""
+  return r1_recipe().replace(clip_eps_low=0.2, clip_eps_high=0.28, beta=0.0,
+                             loss_aggregation="token_mean", ref_update_interval=0)
 
 
-def dr_grpo_preset() -> GRPOConfig:
+def dr_grpo_recipe() -> GRPOConfig:
   """Dr. GRPO: no std scaling of advantages, per-sequence sums over a constant length, no KL."""
-  return r1_preset().replace(scale_rewards_by_std=False, loss_aggregation="seq_sum_norm", beta=0.0,
+  return r1_recipe().replace(scale_rewards_by_std=False, loss_aggregation="seq_sum_norm", beta=0.0,
                              clip_eps_low=0.2, clip_eps_high=0.2, ref_update_interval=0)
 
 
-def tiny_preset() -> GRPOConfig:
+def tiny_recipe() -> GRPOConfig:
   """CPU smoke runs: R1 objective with tiny rollouts."""
-  return r1_preset().replace(num_generations=4, prompts_per_step=2, num_minibatches=2,
+  return r1_recipe().replace(num_generations=4, prompts_per_step=2, num_minibatches=2,
                              max_completion_length=64, logprob_chunk_size=64)
 
 
-PRESETS = {
-    "r1": r1_preset,
-    "r1_stage4": r1_stage4_preset,
-    "deepseekmath": deepseekmath_grpo_preset,
-    "dapo": dapo_preset,
-    "dr_grpo": dr_grpo_preset,
-    "tiny": tiny_preset,
+RECIPES = {
+    "r1": r1_recipe,
+    "r1_stage4": r1_stage4_recipe,
+    "deepseekmath": deepseekmath_grpo_recipe,
+    "dapo": dapo_recipe,
+    "dr_grpo": dr_grpo_recipe,
+    "tiny": tiny_recipe,
 }
+# Each recipe's peak learning rate (the optimiser's; a stage config keeps it in optim.learning_rate).
+LEARNING_RATES = {"r1": 3e-6, "r1_stage4": 3e-6, "deepseekmath": 1e-6, "dapo": 1e-6, "dr_grpo": 3e-6,
+                  "tiny": 3e-6}
 
 
-def get_preset(name: str, **overrides: Any) -> GRPOConfig:
-  """The preset called `name`, with `overrides` applied."""
-  if name not in PRESETS:
-    raise ValueError(f"unknown GRPO preset {name!r}; known: {sorted(PRESETS)}")
-  return PRESETS[name]().replace(**overrides)
+def get_recipe(name: str, **overrides: Any) -> GRPOConfig:
+  """The recipe called `name`, with `overrides` applied."""
+  if name not in RECIPES:
+    raise ValueError(f"unknown GRPO recipe {name!r}; known: {sorted(RECIPES)}")
+  return RECIPES[name]().replace(**overrides)

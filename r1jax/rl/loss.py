@@ -43,7 +43,7 @@ def _check_shapes(logprobs, old_logprobs, ref_logprobs, advantages, completion_m
   for name, value in {"advantages": advantages, "truncated": truncated}.items():
     if value is not None and jnp.shape(value) != shape[:1]:
       raise ValueError(f"grpo_loss: {name} must be [B] = {shape[:1]}, got {jnp.shape(value)}")
-  if ref_logprobs is None and cfg.kl_mode == "loss" and cfg.beta > 0:
+  if ref_logprobs is None and cfg.kl_in_loss:
     raise ValueError(f"grpo_loss: ref_logprobs is None but GRPOConfig.beta = {cfg.beta} with "
                      "kl_mode='loss' needs them (set beta=0 or pass reference log-probs)")
 
@@ -88,7 +88,7 @@ def grpo_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.Ar
     kl = kl_estimate(logprobs, ref, kind=cfg.kl_estimator, clamp=cfg.kl_log_ratio_clamp,
                      k3_max=cfg.kl_k3_max)
   per_token = pg
-  if kl is not None and cfg.kl_mode == "loss" and cfg.beta > 0:
+  if kl is not None and cfg.kl_in_loss:
     per_token = pg + cfg.beta * kl
 
   num_tokens = jnp.sum(maskf)

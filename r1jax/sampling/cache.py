@@ -7,8 +7,6 @@ roped k_rope), which the absorbed attention reads directly (see r1jax/models/att
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
@@ -54,9 +52,3 @@ def cache_report(cfg: ModelConfig, dtype=None) -> dict:
     out["expanded_kv_bytes_per_token_per_layer"] = int(expanded)
     out["compression"] = float(expanded / out["bytes_per_token_per_layer"])
   return out
-
-
-def cache_bytes(cfg: ModelConfig, batch: int, length: int, dtype: Optional[str] = None) -> int:
-  """Whole-cache bytes for [batch, length] (K/V or latent over all layers, plus the positions)."""
-  per = cache_bytes_per_token_per_layer(cfg, dtype)
-  return int(per * cfg.n_layers * batch * length + 4 * batch * length)

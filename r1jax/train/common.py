@@ -17,7 +17,7 @@ import jax
 from flax import nnx
 
 from r1jax.models.presets import get_preset
-from r1jax.parallel import sharding as shd
+from r1jax.models.sharded import create_sharded_model
 from r1jax.parallel.mesh import init_distributed, make_mesh
 
 log = logging.getLogger(__name__)
@@ -102,16 +102,7 @@ def init_policy(cfg, mesh, vocab_size: Optional[int] = None):
   if vocab_size is not None and "vocab_size" not in overrides:
     overrides["vocab_size"] = vocab_size
   mcfg = get_preset(m.preset, **overrides)
-  return shd.create_sharded_model(mcfg, mesh, seed=int(cfg.get("seed", 0)))
-
-
-def register_task_rewards() -> None:
-  """Offline reasoning tasks grade through the accuracy reward's per-task routing."""
-  from r1jax.data import tasks
-  from r1jax.rewards import registry
-
-  for name, module in tasks.REASONING_TASKS.items():
-    registry.register_item_verifier(name, module.verify)
+  return create_sharded_model(mcfg, mesh, seed=int(cfg.get("seed", 0)))
 
 
 STAGE_META = "r1jax_stage.json"

@@ -1,7 +1,11 @@
 """Base ml-collections configs for the stage kinds; experiments/ files start from these.
 
 Every field a runner reads exists here, so `--config.a.b=v` overrides are checked against a
-locked config, and a typo is a KeyError naming the key.
+locked config, and a typo is a KeyError naming the key. A field that follows from others is a
+FieldReference (it follows overrides of its sources), never a second copy set by hand.
+
+Shapes shared by several experiment files are helpers here (`tiny_grpo` for the CPU demo,
+`qwen_math_grpo` for Qwen2.5-Math-1.5B on one host), not blocks copied between files.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from r1jax.data.config import data_config
-from r1jax.rl.config import GRPOConfig
+from r1jax.rl.config import LEARNING_RATES, GRPOConfig, get_recipe
 
 
 def _model() -> ml_collections.ConfigDict:
@@ -57,19 +61,19 @@ def sft_base() -> ml_collections.ConfigDict:
   return c
 
 
-def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
-  from r1jax.rl.config import get_preset
-
-  g = get_preset(preset)
+def grpo_base(recipe: str = "r1") -> ml_collections.ConfigDict:
+  """A GRPO stage with the `recipe`'s objective (rl/config.py RECIPES) and learning rate."""
+  g = get_recipe(recipe)
   c = _stage("grpo", "rl")
   c.grpo = ml_collections.ConfigDict({f.name: getattr(g, f.name) for f in dataclasses.fields(GRPOConfig)})
   # Typed None fields must stay overridable from the command line.
   c.grpo.dual_clip_c = config_dict.placeholder(float) if g.dual_clip_c is None else g.dual_clip_c
   c.grpo.max_len_norm = config_dict.placeholder(int) if g.max_len_norm is None else g.max_len_norm
-  c.data.batch_size = g.prompts_per_step * g.num_minibatches
+  # Derived: one rollout reads prompts_per_step x num_minibatches prompts (one global data batch).
+  c.data.batch_size = c.grpo.get_ref("prompts_per_step") * c.grpo.get_ref("num_minibatches")
   c.rewards = ml_collections.ConfigDict(dict(weights={"accuracy": 1.0, "format": 1.0}, options={}))
   c.sampling = ml_collections.ConfigDict(dict(top_p=1.0, top_k=0, stop_at_answer_end=False))
-  c.optim = _optim(g.learning_rate)
+  c.optim = _optim(LEARNING_RATES[recipe])
   c.optim.warmup_steps = 0
   c.optim.schedule = "constant"
   c.optim.weight_decay = 0.0
@@ -79,7 +83,10 @@ def grpo_base(preset: str = "r1") -> ml_collections.ConfigDict:
                                            # stop after this many non-finite (skipped) updates in a row
                                            max_nonfinite_updates=3))
   c.eval = ml_collections.ConfigDict(dict(task="countdown", n=64, k=4, temperature=0.6, top_p=0.95,
-                                          max_new_tokens=g.max_completion_length, seed=1234, difficulty=1))
+                                          seed=1234, difficulty=1))
+  # Derived: held-out answers get the rollout's length unless set (a computed reference, so setting
+  # eval.max_new_tokens never changes grpo.max_completion_length).
+  c.eval.max_new_tokens = c.grpo.get_ref("max_completion_length").to_int()
   return c
 
 
@@ -107,10 +114,8 @@ def tiny_grpo(c: ml_collections.ConfigDict, *, learning_rate: float, rollouts: i
   c.grpo.max_completion_length = 192
   c.grpo.rollout_temperature = 0.7
   c.grpo.dynamic_sampling = True
-  c.grpo.learning_rate = learning_rate
   c.grpo.logprob_chunk_size = 256
   c.optim.learning_rate = learning_rate
-  c.data.batch_size = 16
   c.data.task.name = "addition"
   c.data.task.n = 512
   c.data.max_prompt_len = 256
@@ -121,5 +126,27 @@ def tiny_grpo(c: ml_collections.ConfigDict, *, learning_rate: float, rollouts: i
   c.train.checkpoint_every = 5
   c.train.eval_every = eval_every
   c.eval.task = "addition"
-  c.eval.n, c.eval.k, c.eval.max_new_tokens = 128, 4, 192
+  c.eval.n, c.eval.k = 128, 4
+  return c
+
+
+def qwen_math_grpo(c: ml_collections.ConfigDict, *, rollouts: int, eval_every: int = 25) -> ml_collections.ConfigDict:
+  """GRPO on Qwen2.5-Math-1.5B, one host (FSDP over its devices); set model.init_from.
+
+  The recipe's hyper-parameters stay; only the length is capped by the model: 4,096 positions =
+  prompt 512 + completion 3,584 (the paper: 32k, then 64k). Offline countdown problems unless
+  data.spec.paths names problem files with answers.
+  """
+  c.model.preset = ""
+  c.model.init_from = ""  # an HF-format checkpoint directory (the previous stage's <workdir>/final)
+  c.mesh.fsdp = -1
+  c.data.max_prompt_len = 512
+  c.grpo.max_completion_length = 3584
+  c.grpo.logprob_chunk_size = 1024
+  c.data.task.name = "countdown"
+  c.data.task.n = 20000
+  c.train.rollouts = rollouts
+  c.train.checkpoint_every = 5
+  c.train.eval_every = eval_every
+  c.eval.task = "countdown"
   return c

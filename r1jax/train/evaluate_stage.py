@@ -14,7 +14,7 @@ from r1jax.eval.report import markdown_table, write_json
 from r1jax.rewards.combine import CombinedReward
 from r1jax.sampling import Sampler
 from r1jax.train import common
-from r1jax.train.metrics import MetricsWriter
+from r1jax.train.stage_run import StageRun
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,37 @@ def parse_checkpoints(spec: str) -> dict[str, str]:
   return out
 
 
-def run_evaluate(cfg, workdir: str) -> list:
+def check_evaluate_config(cfg) -> dict[str, str]:
+  """Start-of-run checks; returns {label: checkpoint dir}."""
+  from r1jax.train.config_check import ConfigError, check_checkpoint_dir, need_sections
+
+  need_sections(cfg, ("checkpoints", "eval", "data", "sampling"))
+  try:
+    checkpoints = parse_checkpoints(cfg.checkpoints)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if not checkpoints:
+    raise ConfigError("config.checkpoints: give at least one label=directory")
+  for label, path in checkpoints.items():
+    check_checkpoint_dir(path, f"checkpoints.{label}")
+  return checkpoints
+
+
+def run_evaluate(cfg, workdir: str, checkpoints: dict[str, str] | None = None) -> list:
   """cfg.checkpoints: "label=dir,..." (HF-format directories); returns the EvalResults (also written)."""
   from r1jax.convert.hf import load_hf_model
   from r1jax.data.tokenizer import load_tokenizer
 
-  os.makedirs(workdir, exist_ok=True)
-  common.register_task_rewards()
-  mesh = common.build_mesh(cfg)
+  run = StageRun(cfg, workdir, default_name="evaluate", tokenizer=False, checkpoints=False, tensorboard=False)
+  mesh = run.mesh
   grader = CombinedReward({"accuracy": 1.0})
   results = []
-  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, tensorboard=False)
   e = cfg.eval
-  checkpoints = parse_checkpoints(cfg.checkpoints)
-  for label, path in checkpoints.items():
-    tok = load_tokenizer(path if not cfg.tokenizer.path else cfg.tokenizer.path)
-    stop_ids = tok.sampling_stop_ids(bool(cfg.sampling.get("stop_at_answer_end")))
-    with jax.set_mesh(mesh):
+  checkpoints = checkpoints if checkpoints is not None else check_evaluate_config(cfg)
+  with run:
+    for label, path in checkpoints.items():
+      tok = load_tokenizer(path if not cfg.tokenizer.path else cfg.tokenizer.path)
+      stop_ids = tok.sampling_stop_ids(bool(cfg.sampling.get("stop_at_answer_end")))
       _, model = load_hf_model(path, mesh=mesh)
       sampler, params = Sampler.from_model(model, mesh=mesh)
       template = _template_for(cfg, path)
@@ -86,13 +100,12 @@ def run_evaluate(cfg, workdir: str) -> list:
                               max_new_tokens=int(e.max_new_tokens), stop_token_ids=stop_ids, seed=int(e.seed),
                               format_fn=trained_format(template))
         results.append(res)
-        writer.write(len(results), {"label": label, "benchmark": name, "pass@1": res.pass_at_1,
-                                    "pass@1_se": res.pass_at_1_stderr, "cons@k": res.cons_at_k or 0.0})
+        run.log(len(results), {"label": label, "benchmark": name, "eval/pass@1": res.pass_at_1,
+                               "eval/pass@1_se": res.pass_at_1_stderr, "eval/cons@k": res.cons_at_k or 0.0})
         log.info("%s on %s: pass@1 %.3f ± %.3f cons@%d %.3f", label, name, res.pass_at_1, res.pass_at_1_stderr,
                  res.k, res.cons_at_k or 0)
-    del model, sampler, params
+      del model, sampler, params
   grader.close()
-  writer.close()
   if jax.process_index() == 0:
     write_json(results, os.path.join(workdir, "eval_results.json"))
     table = markdown_table(results, labels=list(checkpoints), include_length=True)

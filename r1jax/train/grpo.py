@@ -117,14 +117,15 @@ def length_by_correctness(lengths: np.ndarray, accuracy: np.ndarray | None) -> d
   ok = np.asarray(accuracy) >= 0.5
   out = {}
   if ok.any():
-    out["response_length/correct"] = float(np.mean(lengths[ok]))
+    out["rollout/response_length/correct"] = float(np.mean(lengths[ok]))
   if (~ok).any():
-    out["response_length/incorrect"] = float(np.mean(lengths[~ok]))
+    out["rollout/response_length/incorrect"] = float(np.mean(lengths[~ok]))
   return out
 
 
 def score_rollout(rollout, cfg: GRPOConfig, *, ref_logprobs_fn=None, length_multiple: int = 64) -> ScoredRollout:
-  """A graded `train.rollout.Rollout` -> group advantages -> the training batch and its metrics."""
+  """A graded `train.rollout.Rollout` -> group advantages -> the training batch and its `rollout/`
+  metrics (of the trained rows; the reward metrics of every sampled row are the rollout's own)."""
   gen = rollout.gen
   group_ids = np.asarray(gen.prompt_index, np.int32)
   num_groups = rollout.num_groups
@@ -133,28 +134,28 @@ def score_rollout(rollout, cfg: GRPOConfig, *, ref_logprobs_fn=None, length_mult
   truncated = np.asarray([r == "length" for r in gen.finish_reasons])
   batch = build_rollout_batch(row_prompts, gen.completions(), gen.logprobs, truncated,
                               length_multiple=length_multiple)
-  metrics = dict(rollout.reward_metrics)
+  metrics = {}
   if ref_logprobs_fn is not None:
     batch["ref_logprobs"] = np.asarray(ref_logprobs_fn(batch))
   else:
     batch["ref_logprobs"] = np.zeros_like(batch["old_logprobs"])
   adv_rewards = rewards
-  if cfg.kl_mode == "reward" and cfg.beta > 0 and ref_logprobs_fn is not None:
+  if cfg.kl_in_reward and ref_logprobs_fn is not None:
     adv_rewards, seq_kl = kl_penalized_rewards(
         jnp.asarray(rewards), jnp.asarray(batch["old_logprobs"]), jnp.asarray(batch["ref_logprobs"]),
         jnp.asarray(batch["completion_mask"]), cfg.beta, kind=cfg.kl_estimator, clamp=cfg.kl_log_ratio_clamp,
         k3_max=cfg.kl_k3_max)
-    metrics["kl/sequence_mean"] = float(jnp.mean(seq_kl))
+    metrics["rollout/kl_sequence_mean"] = float(jnp.mean(seq_kl))
   adv, stats = group_advantages(jnp.asarray(adv_rewards), jnp.asarray(group_ids), num_groups,
                                 scale_by_std=cfg.scale_rewards_by_std, eps=cfg.advantage_eps,
                                 ddof=cfg.advantage_std_ddof)
   batch["advantages"] = np.asarray(adv, np.float32)
-  metrics.update({f"advantages/{k}": float(v) for k, v in stats.items()})
+  # The mean reward is logged once, as reward/mean (every sampled row); here the trained rows' spread.
+  metrics.update({f"rollout/{k}": float(v) for k, v in stats.items() if k != "reward_mean"})
   lengths = np.asarray(gen.lengths)
-  metrics.update({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
-                  "response_length/mean": float(np.mean(lengths)),
-                  "response_length/max": float(np.max(lengths)),
-                  "truncated_fraction": float(truncated.mean())})
+  metrics.update({"rollout/response_length/mean": float(np.mean(lengths)),
+                  "rollout/response_length/max": float(np.max(lengths)),
+                  "rollout/truncated_fraction": float(truncated.mean())})
   metrics.update(length_by_correctness(lengths, rollout.components.get("accuracy")))
   return ScoredRollout(batch=batch, rewards=rewards, metrics=metrics)
 

@@ -89,26 +89,12 @@ class MetricsWriter:
       self._tb = None
 
 
-def read_metrics(path: str) -> list[dict]:
-  rows = []
-  if not os.path.exists(path):
-    return rows
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          continue  # a torn last line after a kill -9
-  return rows
-
-
 class Progress:
-  """A tqdm bar showing a few chosen metrics; silent when disabled or not on process 0."""
+  """A tqdm bar showing a few chosen metrics; silent when disabled or not on process 0.
+  `keys`: {label: metric key}, or metric keys (labelled by their last part)."""
 
   def __init__(self, total: int, initial: int = 0, desc: str = "", keys=(), enabled: bool = True):
-    self.keys = tuple(keys)
+    self.keys = dict(keys) if isinstance(keys, Mapping) else {k.rsplit("/", 1)[-1]: k for k in keys}
     self.bar = None
     if enabled:
       from tqdm.auto import tqdm
@@ -118,12 +104,10 @@ class Progress:
   def update(self, metrics: Mapping[str, object], n: int = 1):
     if self.bar is None:
       return
-    shown = {}
-    for k in self.keys:
-      if k in metrics and _scalar(metrics[k]) is not None:
-        label = k[:-len("/mean")] if k.endswith("/mean") else k
-        shown[label.replace("response_length", "len")] = f"{_scalar(metrics[k]):.4g}"
-    self.bar.set_postfix(shown, refresh=False)
+    shown = {label: f"{_scalar(metrics[k]):.4g}" for label, k in self.keys.items()
+             if k in metrics and _scalar(metrics[k]) is not None}
+    if shown:
+      self.bar.set_postfix(shown, refresh=False)
     self.bar.update(n)
 
   def close(self):

@@ -106,8 +106,17 @@ def stage_done(kind: str, workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "final", "config.json"))
 
 
-def run_pipeline(cfg, workdir: str) -> dict:
-  from r1jax.train.stages import runner_for, validate
+def check_pipeline_config(cfg) -> None:
+  """Stage names are unique; each stage is validated with its own config when it starts."""
+  from r1jax.train.config_check import ConfigError, need
+
+  names = [s[0] for s in need(cfg, "stages")]
+  if len(set(names)) != len(names):
+    raise ConfigError(f"config.stages: stage names repeat: {names}")
+
+
+def run_pipeline(cfg, workdir: str, checked=None) -> dict:
+  from r1jax.train.stages import run_stage
 
   root = cfg.get("experiments_dir") or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__)))), "experiments")
@@ -132,10 +141,9 @@ def run_pipeline(cfg, workdir: str) -> dict:
     if stage_done(stage_cfg.kind, stage_dir):
       log.info("pipeline: %s already done (%s)", name, stage_dir)
       continue
-    validate(stage_cfg)
     log.info("pipeline: running %s (%s) in %s", name, spec, stage_dir)
     t0 = time.perf_counter()
-    runner_for(stage_cfg.kind)(stage_cfg, stage_dir)
+    run_stage(stage_cfg, stage_dir)
     timings[name] = time.perf_counter() - t0
     if jax.process_index() == 0:
       with open(os.path.join(workdir, "timings.tsv"), "a") as f:

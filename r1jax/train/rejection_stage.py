@@ -3,7 +3,7 @@
 `run_rejection(cfg, workdir)` loads a policy (`model.init_from`: the reasoning-RL export, or a
 distillation teacher), samples `sampling.k` completions for each prompt of the offline task(s)
 `data.task.name` (comma-separated) or the RL files `data.spec.paths`, keeps the correct readable
-ones (`rejection.py`), mixes in non-reasoning SFT data (`mix`), and writes
+ones (`train/rejection/`), mixes in non-reasoning SFT data (`mix`), and writes
 
     <workdir>/data/rejection_sft.jsonl       the SFT dataset (kind "sft"; written last, atomically)
     <workdir>/data/rejection_sft.arrayrecord  the same rows, with output.arrayrecord=True
@@ -201,22 +201,22 @@ def _shard_seed(seed: int, shard: int) -> int:
   return int(np.random.SeedSequence([int(seed), 0x5EED, int(shard)]).generate_state(1)[0])
 
 
-def run_rejection(cfg, workdir: str) -> dict:
-  """Runs (or resumes, or skips when finished) rejection sampling in `workdir`; returns its stats."""
+def run_rejection(cfg, workdir: str, checked=None) -> dict:
+  """Runs (or resumes, or skips when finished) rejection sampling in `workdir`; returns its stats.
+  `cfg` has passed `check_rejection_config` (run it through `train.stages.run_stage`)."""
   from r1jax.data.templates import build_template
   from r1jax.rewards import registry
   from r1jax.sampling import Sampler
-  from r1jax.train.checkpoint import install_preemption_handler, preempted
+  from r1jax.train.checkpoint import preempted
   from r1jax.train.metrics import MetricsWriter
+  from r1jax.train.stage_run import StageRun
 
-  check_rejection_config(cfg)
   out_path = dataset_path(workdir)
   stats_path = os.path.join(workdir, STATS_FILE)
   if os.path.exists(out_path) and os.path.exists(stats_path):
     log.info("%s exists: rejection sampling already finished; nothing to do", out_path)
     return {**_read_json(stats_path), "skipped": True}
   os.makedirs(os.path.join(workdir, "data", "parts"), exist_ok=True)
-  install_preemption_handler()
   t_start = time.perf_counter()
   source = source_tag(cfg)
   filters = filters_from_config(cfg.filters)
@@ -228,9 +228,8 @@ def run_rejection(cfg, workdir: str) -> dict:
   shard_size = int(r.shard_prompts) or max(len(records), 1)
   n_shards = -(-len(records) // shard_size)
 
-  common.register_task_rewards()
-  mesh = common.build_mesh(cfg)
-  tok = common.load_tokenizer(cfg, workdir)
+  run = StageRun(cfg, workdir, default_name="rejection", checkpoints=False, tensorboard=False)
+  mesh, tok = run.mesh, run.tokenizer
   tmpl_cfg = cfg.data.template.to_dict()
   tmpl_cfg["system"] = tmpl_cfg.get("system") or None
   template = build_template(tmpl_cfg)
@@ -239,7 +238,7 @@ def run_rejection(cfg, workdir: str) -> dict:
   rows: list[dict] = []
   parts: list[dict] = []
   try:
-    with jax.set_mesh(mesh):
+    with run:
       model = common.init_policy(cfg, mesh, vocab_size=tok.vocab_size)
       if tok.vocab_size > model.cfg.vocab_size:
         raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model's vocabulary is {model.cfg.vocab_size} "

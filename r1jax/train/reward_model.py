@@ -13,7 +13,8 @@ but the unused LM head) get optimizer state; the MoE router correction bias, if 
 
 Records are filtered through `rewards.model.select_text` before tokenising, so the helpfulness RM
 trains on summaries and the safety RM on whole responses, exactly what it scores at reward time.
-`train_reward_model` is a small single-process loop (no checkpoints) for stage runners and tests.
+`training_steps` is the one training loop: the reward-model stage (checkpoints, metrics, global
+batches) and `train_reward_model` (in memory, for notebooks and tests) both drive it.
 """
 from __future__ import annotations
 
@@ -241,6 +242,24 @@ def evaluate_records(kind: str, model: RewardModel, tokenizer: Tokenizer,
 # ------------------------------------------------------------------ the loop
 
 
+def training_steps(kind: str, graphdef, tx: optax.GradientTransformation, state: TrainState,
+                   batches: Iterator[Mapping[str, Any]], *, start: int, steps: int,
+                   place: Callable[[dict], Any] = lambda b: b,
+                   ) -> Iterator[tuple[int, TrainState, dict, Mapping[str, Any]]]:
+  """The reward-model training loop: for steps start+1 .. `steps`, one update on the next batch;
+  yields (step, new state, the step's device metrics, the host batch). `place` puts the numeric
+  batch on devices (the stage: a global array on the mesh). The state is donated to each step."""
+  if kind not in RM_KINDS:
+    raise ValueError(f"reward model kind {kind!r} is not one of {RM_KINDS}")
+  keys = PAIR_KEYS if kind == "helpfulness" else POINT_KEYS
+  make_step = make_pairwise_step if kind == "helpfulness" else make_pointwise_step
+  step_fn = jax.jit(make_step(graphdef, tx, jit=False), donate_argnums=0)
+  for step in range(start + 1, steps + 1):
+    batch = next(batches)
+    state, metrics = step_fn(state, place({k: np.asarray(batch[k]) for k in keys}))
+    yield step, state, metrics, batch
+
+
 def train_reward_model(kind: str, model: RewardModel, tokenizer: Tokenizer,
                        records: Sequence[Mapping[str, Any]], steps: int, batch_size: int,
                        optim: Mapping[str, Any], seed: int = 0, *, max_len: int = 256,
@@ -249,7 +268,8 @@ def train_reward_model(kind: str, model: RewardModel, tokenizer: Tokenizer,
                        eval_every: int = 0,
                        progress: Optional[Callable[[dict[str, float]], None]] = None,
                        ) -> tuple[RewardModel, list[dict[str, float]]]:
-  """Trains a `kind` ("helpfulness" pairwise / "safety" pointwise) reward model for `steps`.
+  """Trains a `kind` ("helpfulness" pairwise / "safety" pointwise) reward model for `steps`, in
+  memory (no workdir, no checkpoints: the stage, `train.reward_model_stage`, has those).
 
   A pure function of its inputs: `model` is left untouched and a new RewardModel is returned,
   with the history of per-step metrics (plus `eval/*` every `eval_every` steps and at the end
@@ -268,14 +288,10 @@ def train_reward_model(kind: str, model: RewardModel, tokenizer: Tokenizer,
   make_dataset = preference_dataset if kind == "helpfulness" else pointwise_dataset
   it = iter(make_dataset(train_records, tokenizer, template, batch_size=batch_size, max_len=max_len,
                          seed=seed))
-  keys = PAIR_KEYS if kind == "helpfulness" else POINT_KEYS
-
   graphdef, params, extra = split_reward_model(model)
   params, extra = jax.tree.map(jnp.copy, (params, extra))  # the step donates its state; keep `model` valid
   tx = make_optimizer({"total_steps": steps, **dict(optim)})
   state = init_train_state(params, extra, tx, seed=seed)
-  make_step = make_pairwise_step if kind == "helpfulness" else make_pointwise_step
-  step_fn = make_step(graphdef, tx)
 
   def run_eval(state) -> dict[str, float]:
     m = evaluate_records(kind, merge(graphdef, state.params, state.extra), tokenizer, eval_records,
@@ -283,9 +299,7 @@ def train_reward_model(kind: str, model: RewardModel, tokenizer: Tokenizer,
     return {f"eval/{k}": v for k, v in m.items()}
 
   history: list[dict[str, float]] = []
-  for step in range(1, steps + 1):
-    batch = next(it)
-    state, metrics = step_fn(state, {k: np.asarray(batch[k]) for k in keys})
+  for step, state, metrics, batch in training_steps(kind, graphdef, tx, state, it, start=0, steps=steps):
     row = {"step": float(step), **{k: float(v) for k, v in jax.device_get(metrics).items()},
            "dropped_total": float(batch.get("dropped_total", 0))}
     if eval_records and ((eval_every and step % eval_every == 0) or step == steps):

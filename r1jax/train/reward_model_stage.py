@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -36,9 +35,8 @@ from r1jax.models.reward_head import RewardModel, make_score_fn, split_reward_mo
 from r1jax.rewards.model import META_FILE, RM_KINDS, save_reward_model
 from r1jax.train import common
 from r1jax.train import reward_model as trm
-from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
-from r1jax.train.config_check import ConfigError
-from r1jax.train.metrics import MetricsWriter, Progress
+from r1jax.train.config_check import ConfigError, check_model, need_sections
+from r1jax.train.stage_run import StageRun
 from r1jax.train.state import init_train_state, make_optimizer, merge
 
 log = logging.getLogger(__name__)
@@ -54,6 +52,8 @@ HELDOUT_FILE = os.path.join("data", "heldout.jsonl")
 
 def check_reward_model_config(cfg) -> None:
   """Start-of-run checks of a reward_model stage; each error names its key."""
+  need_sections(cfg, ("model", "tokenizer", "data", "optim", "train", "rm"))
+  check_model(cfg)
   kind = cfg.rm.kind
   if kind not in RM_KINDS:
     raise ConfigError(f"config.rm.kind: {kind!r} is not one of {RM_KINDS}")
@@ -203,8 +203,9 @@ def _read_json(path: str) -> dict:
 # ------------------------------------------------------------------ the stage
 
 
-def run_reward_model(cfg, workdir: str) -> dict:
-  """Trains (or resumes, or skips when exported) the `rm.kind` reward model; returns its held-out metrics."""
+def run_reward_model(cfg, workdir: str, checked=None) -> dict:
+  """Trains (or resumes, or skips when exported) the `rm.kind` reward model; returns its held-out
+  metrics. `cfg` has passed `check_reward_model_config` (run it through `train.stages.run_stage`)."""
   from r1jax.data.config import dataset_from_config
   from r1jax.data.global_batch import to_global
   from r1jax.data.templates import build_template
@@ -212,61 +213,40 @@ def run_reward_model(cfg, workdir: str) -> dict:
   if os.path.exists(os.path.join(workdir, common.FINAL, META_FILE)):
     log.info("%s: reward model already exported; nothing to do", workdir)
     return _read_json(os.path.join(workdir, EVAL_FILE))
-  check_reward_model_config(cfg)
-  os.makedirs(workdir, exist_ok=True)
-  install_preemption_handler()
   kind, total = cfg.rm.kind, int(cfg.train.steps)
-  keys = trm.PAIR_KEYS if kind == "helpfulness" else trm.POINT_KEYS
-  data = _data_config(cfg, workdir)
-  template = build_template(data.template)
-  tok = common.load_tokenizer(cfg, workdir)
-  train_records, heldout = load_records(cfg, data, workdir)
-  eval_kw = dict(batch_size=int(cfg.rm.eval_batch_size), max_len=int(data.max_len), template=template)
-  mesh = common.build_mesh(cfg)
-  with jax.set_mesh(mesh):
+  with StageRun(cfg, workdir, default_name="reward_model") as run:
+    tok, mesh = run.tokenizer, run.mesh
+    data = _data_config(cfg, workdir)
+    template = build_template(data.template)
+    train_records, heldout = load_records(cfg, data, workdir)
+    eval_kw = dict(batch_size=int(cfg.rm.eval_batch_size), max_len=int(data.max_len), template=template)
     rm = RewardModel.from_policy(common.init_policy(cfg, mesh, vocab_size=tok.vocab_size), seed=int(cfg.seed))
     graphdef, params, extra = split_reward_model(rm)
     tx = make_optimizer({**dict(cfg.optim), "total_steps": total})
-    state = init_train_state(params, extra, tx, seed=int(cfg.seed))
     it = iter(dataset_from_config(data, tok, source=train_records))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints))
-    if ckpt.latest_step() is not None:
-      restored, _ = ckpt.restore({"state": state}, data_iterator=it)
-      state = restored["state"]
-      log.info("resumed at step %d", int(state.step))
-    make_step = trm.make_pairwise_step if kind == "helpfulness" else trm.make_pointwise_step
-    step_fn = jax.jit(make_step(graphdef, tx, jit=False), donate_argnums=0)
-    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    step = int(state.step)
-    bar = Progress(total, step, desc=cfg.get("stage", "reward_model"), keys=("loss", "accuracy", "eval/accuracy"),
-                   enabled=jax.process_index() == 0 and cfg.train.get("progress", True))
-    eval_every = int(cfg.rm.eval_every)
-    while step < total:
-      t0 = time.perf_counter()
-      batch = next(it)
-      state, m = step_fn(state, to_global({k: np.asarray(batch[k]) for k in keys}, mesh))
-      step += 1
+    restored, _ = run.restore({"state": init_train_state(params, extra, tx, seed=int(cfg.seed))}, data_iterator=it)
+    state = restored["state"]
+    run.progress(total, int(state.step), keys={"loss": "train/loss", "acc": "train/accuracy",
+                                               "eval_acc": "eval/accuracy"})
+    eval_every, log_every = int(cfg.rm.eval_every), int(cfg.train.log_every)
+    steps = trm.training_steps(kind, graphdef, tx, state, it, start=int(state.step), steps=total,
+                               place=lambda b: to_global(b, mesh))
+    for step, state, m, batch in steps:
       row = {}
-      if step % int(cfg.train.log_every) == 0 or step == total:
-        row = {**{k: float(v) for k, v in m.items()}, "dropped_total": float(batch.get("dropped_total", 0)),
-               "step_time": time.perf_counter() - t0}
+      if step % log_every == 0 or step == total:
+        row = {**{f"train/{k}": float(v) for k, v in m.items()},
+               "train/dropped_total": float(batch.get("dropped_total", 0))}
       if heldout and eval_every and step % eval_every == 0 and step != total:
         row.update(evaluate(kind, merge(graphdef, state.params, state.extra), tok, heldout, **eval_kw))
-      if row:
-        row = writer.write(step, row)
-      bar.update(row)
-      ckpt.end_of_step(step, {"state": state}, every=int(cfg.train.checkpoint_every), last=total,
-                       data_iterator=it, meta={"stage": cfg.get("stage", "reward_model")})
-    bar.close()
-    ckpt.close()
+      run.log(step, row)  # an empty row only advances the bar
+      run.save(step, {"state": state}, last=total, data_iterator=it)
     model = merge(graphdef, state.params, state.extra)
     result = {"kind": kind, "steps": total, "train_records": len(train_records)}
     if heldout:
       result.update(evaluate(kind, model, tok, heldout, auc=True, **eval_kw))
-      writer.write(total, {k: v for k, v in result.items() if k.startswith("eval/")})
+      run.writer.write(total, {k: v for k, v in result.items() if k.startswith("eval/")})
       log.info("%s reward model, held out: %s", kind, {k: v for k, v in result.items() if k.startswith("eval/")})
-    writer.close()
-    if jax.process_index() == 0:
+    if run.is_main:
       with open(os.path.join(workdir, EVAL_FILE), "w") as f:
         json.dump(result, f, indent=2)
     export_reward_model(model, tok, cfg, workdir, template)

@@ -7,8 +7,6 @@ and normalises by the token count of the whole batch, so accumulation never chan
 """
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -57,8 +55,3 @@ def make_sft_step(graphdef, tx: optax.GradientTransformation, *, grad_accum_step
     return new_state, metrics
 
   return step
-
-
-def sft_eval_nll(graphdef, state: TrainState, batch, *, chunk_size: int = 1024):
-  nll, n, _ = sft_nll(graphdef, state.params, state.extra, {k: batch[k] for k in SFT_KEYS}, chunk_size=chunk_size)
-  return nll / jnp.maximum(n, 1.0)

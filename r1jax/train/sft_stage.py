@@ -2,63 +2,81 @@
 response-only loss, AdamW + warmup/cosine, clipping, accumulation, exact resume."""
 from __future__ import annotations
 
-import logging
-import os
 import time
 
 import jax
 import numpy as np
 
 from r1jax.train import common
-from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
-from r1jax.train.metrics import MetricsWriter, Progress
+from r1jax.train.config_check import ConfigError, check_training
 from r1jax.train.sft import SFT_KEYS, make_sft_step
+from r1jax.train.stage_run import StageRun
 from r1jax.train.state import init_train_state, make_optimizer, merge, split_model
 
-log = logging.getLogger(__name__)
+
+def check_sft_config(cfg) -> None:
+  check_training(cfg, data_kind="sft", what="an sft stage",
+                 train_keys=("steps", "grad_accum_steps", "log_every", "checkpoint_every"))
+  if cfg.data.batch_size % int(cfg.train.grad_accum_steps):
+    raise ConfigError(f"config.data.batch_size={cfg.data.batch_size} is not divisible by "
+                      f"train.grad_accum_steps={cfg.train.grad_accum_steps}")
 
 
-def run_sft(cfg, workdir: str) -> dict:
+class LateMetrics:
+  """Holds a step's device metrics until the next step is dispatched, then pulls them: the host
+  never waits for the step it just launched (one step late, as nanodo logs)."""
+
+  def __init__(self, run: StageRun):
+    self.run, self.pending = run, None
+
+  def hold(self, step: int, metrics, started: float) -> None:
+    self.flush()
+    self.pending = (step, metrics, started)
+
+  def flush(self) -> dict:
+    if self.pending is None:
+      return {}
+    step, metrics, started = self.pending
+    self.pending = None
+    row = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+    # step + the next one's dispatch: per-step time over a log interval is time/step's mean.
+    return self.run.log(step, {**row, "time/step": time.perf_counter() - started})
+
+
+def run_sft(cfg, workdir: str, checked=None) -> dict:
   from r1jax.data.config import dataset_from_config
   from r1jax.data.global_batch import to_global
 
-  os.makedirs(workdir, exist_ok=True)
-  install_preemption_handler()
   common.resolve_offline_corpus(cfg.data, workdir)
-  mesh = common.build_mesh(cfg)
-  tok = common.load_tokenizer(cfg, workdir)
-  with jax.set_mesh(mesh):
-    model = common.init_policy(cfg, mesh, vocab_size=tok.vocab_size)
+  with StageRun(cfg, workdir, default_name="sft") as run:
+    model = common.init_policy(cfg, run.mesh, vocab_size=run.tokenizer.vocab_size)
     graphdef, params, extra = split_model(model)
-    tx = make_optimizer({**dict(cfg.optim), "total_steps": int(cfg.train.steps)})
-    state = init_train_state(params, extra, tx, seed=int(cfg.seed))
-    it = iter(dataset_from_config(cfg.data, tok))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints))
-    if ckpt.latest_step() is not None:
-      restored, _ = ckpt.restore({"state": state}, data_iterator=it)
-      state = restored["state"]
-      log.info("resumed at step %d", int(state.step))
+    total = int(cfg.train.steps)
+    tx = make_optimizer({**dict(cfg.optim), "total_steps": total})
+    it = iter(dataset_from_config(cfg.data, run.tokenizer))
+    restored, _ = run.restore({"state": init_train_state(params, extra, tx, seed=int(cfg.seed))}, data_iterator=it)
+    state = restored["state"]
     step_fn = jax.jit(make_sft_step(graphdef, tx, grad_accum_steps=int(cfg.train.grad_accum_steps),
                                     router_bias_rate=float(cfg.train.router_bias_rate),
                                     chunk_size=int(cfg.train.logprob_chunk_size)), donate_argnums=0)
-    writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    total, step = int(cfg.train.steps), int(state.step)
-    bar = Progress(total, step, desc=cfg.get("stage", "sft"), keys=("loss", "grad_norm"),
-                   enabled=jax.process_index() == 0 and cfg.train.get("progress", True))
-    row = {}
-    while step < total:
-      t0 = time.perf_counter()
-      batch = to_global({k: np.asarray(v) for k, v in next(it).items() if k in SFT_KEYS}, mesh)
-      state, m = step_fn(state, batch)
-      step += 1
-      if step % int(cfg.train.log_every) == 0 or step == total:
-        row = writer.write(step, {**{k: float(v) for k, v in m.items()}, "step_time": time.perf_counter() - t0})
-      bar.update(row)
-      ckpt.end_of_step(step, {"state": state}, every=int(cfg.train.checkpoint_every), last=total,
-                       data_iterator=it, meta={"stage": cfg.get("stage", "sft")})
-    bar.close()
-    ckpt.close()
-    writer.close()
-    common.export_final(merge(graphdef, state.params, state.extra), common.tokenizer_source(cfg), workdir,
-                        meta=common.stage_meta(cfg))
+    step = int(state.step)
+    run.progress(total, step, keys=("train/loss", "train/grad_norm"))
+    late, row = LateMetrics(run), {}
+    try:
+      while step < total:
+        t0 = time.perf_counter()
+        batch = to_global({k: np.asarray(v) for k, v in next(it).items() if k in SFT_KEYS}, run.mesh)
+        state, m = step_fn(state, batch)
+        step += 1
+        row = late.flush() or row  # the previous step's metrics, now that this step is queued
+        if step % int(cfg.train.log_every) == 0 or step == total:
+          late.hold(step, m, t0)
+        else:
+          run.log(step, {})  # advances the bar
+        run.save(step, {"state": state}, last=total, data_iterator=it)
+    except SystemExit:  # preempted after a checkpoint: the held row still reaches the log
+      late.flush()
+      raise
+    row = late.flush() or row
+    run.export(merge(graphdef, state.params, state.extra))
   return row

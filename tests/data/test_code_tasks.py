@@ -15,6 +15,7 @@ import pytest
 from r1jax.data import records
 from r1jax.data.tasks import code_tasks
 from r1jax.rewards import code as code_lib
+from r1jax.rewards import code_tests
 from r1jax.rewards import sandbox as sandbox_lib
 
 
@@ -46,7 +47,7 @@ def test_tasks_cycle_through_families_and_difficulties():
   tasks = code_tasks.make_code_tasks(n, seed=0)
   assert {(t.family, t.difficulty) for t in tasks} == set(
       itertools.product(code_tasks.FAMILIES, code_tasks.DIFFICULTIES))
-  kinds = {code_lib.parse_tests(t.tests)[0].is_call for t in tasks}
+  kinds = {code_tests.parse_tests(t.tests)[0].is_call for t in tasks}
   assert kinds == {True, False}  # both test forms are exercised
 
 
@@ -99,7 +100,7 @@ def test_records_are_canonical_rl_rows():
     row = records.canonicalize(code_tasks.to_record(task), spec)
     assert isinstance(row, dict), row
     assert row["answer"] == task.tests and row["task"] == "code"
-    assert code_lib.parse_tests(row["answer"])  # the reward can read it
+    assert code_tests.parse_tests(row["answer"])  # the reward can read it
 
 
 def test_bad_arguments_name_the_problem():

@@ -8,10 +8,16 @@ import pytest
 from r1jax.data import pipelines, templates
 from r1jax.data.records import DatasetSpec, canonicalize
 from r1jax.data.sources import open_source
-from r1jax.data.tasks import REASONING_TASKS, corpora, get_task, verify
+from r1jax.data.tasks import REASONING_TASKS, corpora, get_task
 from r1jax.data.tokenizer import train_sentencepiece
+from r1jax.rewards import registry
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def verify(completion, answer, task: str) -> float:
+  """The verifier of `task`: the per-item function of the reward registered under its name."""
+  return registry.build(task).verify(completion, answer)
 
 
 @pytest.fixture(scope="module")

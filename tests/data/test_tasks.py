@@ -9,10 +9,16 @@ import pytest
 
 from r1jax.data import tasks, templates
 from r1jax.data.tasks import addition, arithmetic, base, countdown, cot, knights_knaves
+from r1jax.rewards import registry, verifiers
 
 
 def wrap(ans: str) -> str:
   return f"<think> working </think> <answer>{ans}</answer>"
+
+
+def verify(completion, answer, task: str) -> float:
+  """The verifier of `task`: the per-item function of the reward registered under its name."""
+  return registry.build(task).verify(completion, answer)
 
 
 # --- brute-force references (independent of the task modules) ----------------------------------
@@ -72,27 +78,27 @@ def test_countdown_instances_are_solvable_and_verifier_accepts_brute_force():
     assert it["prompt"].count(str(target)) >= 1 and len(nums) == 3
     expr = countdown_brute_force(nums, target)
     assert expr is not None
-    assert countdown.verify(wrap(expr), it["answer"]) == 1.0
-    assert countdown.verify(wrap(it["solution"]), it["answer"]) == 1.0
-    assert countdown.verify(wrap(it["solution"]), json.dumps(it["answer"])) == 1.0
-    assert countdown.verify(wrap(f"{expr} + 1"), it["answer"]) == 0.0  # wrong value
+    assert verifiers.verify_countdown(wrap(expr), it["answer"]) == 1.0
+    assert verifiers.verify_countdown(wrap(it["solution"]), it["answer"]) == 1.0
+    assert verifiers.verify_countdown(wrap(it["solution"]), json.dumps(it["answer"])) == 1.0
+    assert verifiers.verify_countdown(wrap(f"{expr} + 1"), it["answer"]) == 0.0  # wrong value
 
 
 def test_countdown_verifier_rejects_misuse():
   ans = {"target": 24, "numbers": [4, 6, 1, 3]}
-  assert countdown.verify(wrap("4 * 6"), ans) == 1.0              # subsets are allowed
-  assert countdown.verify(wrap("(6 - 1 - 3) * 12"), ans) == 0.0  # 12 is not given
-  assert countdown.verify(wrap("4 * 6 * 1 * 1"), ans) == 0.0      # 1 used twice
-  assert countdown.verify(wrap("6 / (1 - 3/4)"), ans) == 1.0       # exact fractions: 6/(1/4)
-  assert countdown.verify(wrap("6 × 4"), ans) == 1.0               # unicode operators
-  assert countdown.verify(wrap("4 * 6 = 24"), ans) == 1.0
-  assert countdown.verify(wrap("-(1 - 4 * 6) - 1"), ans) == 0.0    # no unary minus
-  assert countdown.verify(wrap("4 ** 2 + 6 + 1 + 1"), ans) == 0.0  # no powers
-  assert countdown.verify(wrap("__import__('os')"), ans) == 0.0
-  assert countdown.verify(wrap("6 / (3 - 3)"), ans) == 0.0
-  assert countdown.verify("4 * 6", ans) == 0.0                     # no answer tag
-  assert countdown.verify(wrap("4 * 6") + " <answer>1+3</answer>", ans) == 0.0  # last tag wins
-  assert countdown.verify(wrap("1+3") + " <answer>4*6</answer>", ans) == 1.0
+  assert verifiers.verify_countdown(wrap("4 * 6"), ans) == 1.0              # subsets are allowed
+  assert verifiers.verify_countdown(wrap("(6 - 1 - 3) * 12"), ans) == 0.0  # 12 is not given
+  assert verifiers.verify_countdown(wrap("4 * 6 * 1 * 1"), ans) == 0.0      # 1 used twice
+  assert verifiers.verify_countdown(wrap("6 / (1 - 3/4)"), ans) == 1.0       # exact fractions: 6/(1/4)
+  assert verifiers.verify_countdown(wrap("6 × 4"), ans) == 1.0               # unicode operators
+  assert verifiers.verify_countdown(wrap("4 * 6 = 24"), ans) == 1.0
+  assert verifiers.verify_countdown(wrap("-(1 - 4 * 6) - 1"), ans) == 0.0    # no unary minus
+  assert verifiers.verify_countdown(wrap("4 ** 2 + 6 + 1 + 1"), ans) == 0.0  # no powers
+  assert verifiers.verify_countdown(wrap("__import__('os')"), ans) == 0.0
+  assert verifiers.verify_countdown(wrap("6 / (3 - 3)"), ans) == 0.0
+  assert verifiers.verify_countdown("4 * 6", ans) == 0.0                     # no answer tag
+  assert verifiers.verify_countdown(wrap("4 * 6") + " <answer>1+3</answer>", ans) == 0.0  # last tag wins
+  assert verifiers.verify_countdown(wrap("1+3") + " <answer>4*6</answer>", ans) == 1.0
 
 
 def test_countdown_random_expressions_agree_with_direct_evaluation():
@@ -107,7 +113,7 @@ def test_countdown_random_expressions_agree_with_direct_evaluation():
     target = int(rng.choice([value, value + 1]))
     ok_numbers = all(used.count(x) <= nums.count(x) for x in set(used))
     want = 1.0 if (value == target and ok_numbers) else 0.0
-    assert countdown.verify(wrap(expr), {"target": target, "numbers": nums}) == want
+    assert verifiers.verify_countdown(wrap(expr), {"target": target, "numbers": nums}) == want
 
 
 # --- arithmetic ---------------------------------------------------------------------------------
@@ -149,14 +155,14 @@ def test_arithmetic_answers_and_carries(difficulty):
     assert it["answer"] == str(want)
     assert len(str(a)) == difficulty + 1
     assert schoolbook_has_carry(a, b, it["op"])
-    assert arithmetic.verify(wrap(str(want)), it["answer"]) == 1.0
-    assert arithmetic.verify(wrap(f"{want:,}"), it["answer"]) == 1.0
-    assert arithmetic.verify(wrap(f"{a} {it['op']} {b} = {want}"), it["answer"]) == 1.0
-    assert arithmetic.verify(wrap(str(want + 1)), it["answer"]) == 0.0
-    assert arithmetic.verify(wrap(str(want) + "7"), it["answer"]) == 0.0
+    assert verifiers.verify_arithmetic(wrap(str(want)), it["answer"]) == 1.0
+    assert verifiers.verify_arithmetic(wrap(f"{want:,}"), it["answer"]) == 1.0
+    assert verifiers.verify_arithmetic(wrap(f"{a} {it['op']} {b} = {want}"), it["answer"]) == 1.0
+    assert verifiers.verify_arithmetic(wrap(str(want + 1)), it["answer"]) == 0.0
+    assert verifiers.verify_arithmetic(wrap(str(want) + "7"), it["answer"]) == 0.0
   assert {it["op"] for it in items} == {"+", "*"}
-  assert arithmetic.verify("no tags " + items[0]["answer"], items[0]["answer"]) == 0.0
-  assert arithmetic.verify(wrap("twelve"), "12") == 0.0
+  assert verifiers.verify_arithmetic("no tags " + items[0]["answer"], items[0]["answer"]) == 0.0
+  assert verifiers.verify_arithmetic(wrap("twelve"), "12") == 0.0
 
 
 # --- knights and knaves -------------------------------------------------------------------------
@@ -171,13 +177,13 @@ def test_knights_knaves_unique_solution_matches_brute_force(difficulty):
     want = {n: ("knight" if k else "knave") for n, k in zip(it["names"], sols[0])}
     assert it["answer"] == want
     claims = [f"{n} is a {r}" for n, r in want.items()]
-    assert knights_knaves.verify(wrap(", ".join(claims)), it["answer"]) == 1.0
-    assert knights_knaves.verify(wrap(" and ".join(reversed(claims))), it["answer"]) == 1.0
+    assert verifiers.verify_knights_knaves(wrap(", ".join(claims)), it["answer"]) == 1.0
+    assert verifiers.verify_knights_knaves(wrap(" and ".join(reversed(claims))), it["answer"]) == 1.0
     flipped = claims[:-1] + [claims[-1].replace("knight", "X").replace("knave", "knight")
                              .replace("X", "knave")]
-    assert knights_knaves.verify(wrap(", ".join(flipped)), it["answer"]) == 0.0
-    assert knights_knaves.verify(wrap(", ".join(claims[:-1])), it["answer"]) == 0.0
-    assert knights_knaves.verify(wrap(", ".join(claims + flipped[-1:])), it["answer"]) == 0.0
+    assert verifiers.verify_knights_knaves(wrap(", ".join(flipped)), it["answer"]) == 0.0
+    assert verifiers.verify_knights_knaves(wrap(", ".join(claims[:-1])), it["answer"]) == 0.0
+    assert verifiers.verify_knights_knaves(wrap(", ".join(claims + flipped[-1:])), it["answer"]) == 0.0
 
 
 def test_knights_knaves_prompt_states_every_statement():
@@ -226,7 +232,7 @@ def test_small_problem_space_is_a_clear_error():
 
 def test_registry_dispatch():
   it = arithmetic.generate("train", 1, seed=0)[0]
-  assert tasks.verify(wrap(it["answer"]), it["answer"], "arithmetic") == 1.0
+  assert verify(wrap(it["answer"]), it["answer"], "arithmetic") == 1.0
   with pytest.raises(KeyError, match="unknown task"):
     tasks.get_task("sudoku")
 
@@ -240,7 +246,7 @@ def test_cot_traces_reach_the_verified_answer(name):
     trace = cot.TRACE_WRITERS[name](it, rng, wait_prob=0.5)
     response = f"<think>\n{trace['reasoning']}\n</think>\n\n{trace['summary']} " \
                f"<answer>{trace['answer']}</answer>"
-    assert tasks.verify(response, it["answer"], name) == 1.0
+    assert verify(response, it["answer"], name) == 1.0
     waits += "Wait, " in trace["reasoning"]
   assert 5 <= waits <= 35  # corrections happen, but not always
 
@@ -290,7 +296,7 @@ def test_short_traces_state_only_true_equations_and_reach_the_answer(name, diffi
       if m:  # the written digit and the carry out follow from the column sum
         assert (int(m[1]) % 10, int(m[1]) // 10) == (int(m[2]), int(m[3])), line
     response = templates.r1_response(text, trace["summary"], trace["answer"])
-    assert tasks.verify(response, it["answer"], name) == 1.0
+    assert verify(response, it["answer"], name) == 1.0
     assert len(text) < 400  # short: a handful of lines
     if "Wait, let me re-check." in text:
       waits += 1
@@ -332,5 +338,5 @@ def test_addition_task_is_arithmetic_plus_only():
   assert all(arithmetic.has_carry(*it["operands"], "+") for it in items)
   assert all(int(it["answer"]) == sum(it["operands"]) for it in items)
   it = items[0]
-  assert tasks.verify(wrap(it["answer"]), it["answer"], "addition") == 1.0
-  assert tasks.verify(wrap(int(it["answer"]) + 1), it["answer"], "addition") == 0.0
+  assert verify(wrap(it["answer"]), it["answer"], "addition") == 1.0
+  assert verify(wrap(int(it["answer"]) + 1), it["answer"], "addition") == 0.0

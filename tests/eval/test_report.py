@@ -169,8 +169,8 @@ def test_write_markdown(tmp_path):
 def _training_records(num_steps=12):
   rows = []
   for step in range(0, num_steps * 10, 10):
-    rows.append({"step": step, "loss": 1.0 / (step + 1), "response_length/mean": 100.0 + step,
-                 "reflection/wait": step / 10, "reflection/hmm": 0.5})
+    rows.append({"step": step, "train/loss": 1.0 / (step + 1), "rollout/response_length/mean": 100.0 + step,
+                 "rollout/reflection/wait": step / 10, "rollout/reflection/hmm": 0.5})
     if step % 20 == 0:  # evaluation rows come every other step, as separate rows
       rows.append({"step": step, "eval/aime/pass@1": 0.1 + step / 500,
                    "eval/math/pass@1": 0.3 + step / 400})

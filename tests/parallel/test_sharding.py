@@ -8,6 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from r1jax.models.config import ModelConfig
 from r1jax.models.presets import get_preset
+from r1jax.models.sharded import create_sharded_model
 from r1jax.models.transformer import Transformer
 from r1jax.parallel import sharding as shd
 from r1jax.parallel.mesh import make_mesh, resolve_shape
@@ -26,7 +27,7 @@ def tp_mesh(devices8):
 
 
 def test_specs_follow_the_rules(tp_mesh):
-  model = shd.create_sharded_model(CFG, tp_mesh)
+  model = create_sharded_model(CFG, tp_mesh)
   state = nnx.state(model)
   n = 0
   for path, v in jax.tree_util.tree_flatten_with_path(state, is_leaf=lambda x: isinstance(x, nnx.Variable))[0]:
@@ -66,7 +67,7 @@ def unsharded_reference():
 @pytest.mark.parametrize("which", ["mesh", "tp_mesh"])
 def test_sharded_forward_and_grad_equal_unsharded(which, request, unsharded_reference):
   mesh = request.getfixturevalue(which)
-  g, st = nnx.split(shd.create_sharded_model(CFG, mesh, seed=3))
+  g, st = nnx.split(create_sharded_model(CFG, mesh, seed=3))
   tok, seg = _batch()
   with jax.set_mesh(mesh):
     tok = jax.device_put(tok, shd.batch_sharding(mesh))
@@ -93,7 +94,7 @@ def test_mesh_errors(devices8):
 def test_indivisible_dimension_names_param_axis_and_sizes(tp_mesh):
   cfg = CFG.replace(vocab_size=255)
   with pytest.raises(ValueError, match=r"embed_tokens: dimension 0 of size 255 is not divisible by mesh axis tensor of size 2"):
-    shd.create_sharded_model(cfg, tp_mesh)
+    create_sharded_model(cfg, tp_mesh)
 
 
 def test_rules_reject_a_mesh_axis_used_twice():

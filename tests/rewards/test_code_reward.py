@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from r1jax.rewards import code as code_lib
-from r1jax.rewards import registry
+from r1jax.rewards import code_tests, registry
 from r1jax.rewards import sandbox as sandbox_lib
-from r1jax.rewards.code import CodeReward, TestCase, TestSpecError
+from r1jax.rewards.code import CodeReward
+from r1jax.rewards.code_tests import TestCase, TestSpecError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAG = uuid.uuid4().hex[:12]
@@ -76,15 +77,15 @@ def test_extract_code_refuses_overlong_completions():
 def test_parse_tests_accepts_every_documented_form():
   stdio = [{"stdin": "1\n", "stdout": "2\n"}]
   call = {"fn_name": "f", "tests": [{"args": [1, (2, 3)], "expected": (4,)}]}
-  assert code_lib.parse_tests({"tests": stdio}) == [TestCase(stdin="1\n", expected_stdout="2\n")]
-  assert code_lib.parse_tests(stdio) == code_lib.parse_tests(json.dumps({"tests": stdio}))
-  assert code_lib.parse_tests([{"input": "1\n", "output": "2\n"}]) == code_lib.parse_tests(stdio)
-  (parsed,) = code_lib.parse_tests(call)
+  assert code_tests.parse_tests({"tests": stdio}) == [TestCase(stdin="1\n", expected_stdout="2\n")]
+  assert code_tests.parse_tests(stdio) == code_tests.parse_tests(json.dumps({"tests": stdio}))
+  assert code_tests.parse_tests([{"input": "1\n", "output": "2\n"}]) == code_tests.parse_tests(stdio)
+  (parsed,) = code_tests.parse_tests(call)
   assert parsed.is_call and parsed.fn_name == "f"
   assert parsed.args == (1, [2, 3]) and parsed.expected == [4]  # JSON round trip
-  apps = code_lib.parse_tests({"inputs": ["1\n", "5\n"], "outputs": ["2\n", "6\n"]})
+  apps = code_tests.parse_tests({"inputs": ["1\n", "5\n"], "outputs": ["2\n", "6\n"]})
   assert [t.expected_stdout for t in apps] == ["2\n", "6\n"]
-  apps_call = code_lib.parse_tests({"fn_name": "g", "inputs": [[1]], "outputs": [2]})
+  apps_call = code_tests.parse_tests({"fn_name": "g", "inputs": [[1]], "outputs": [2]})
   assert apps_call[0].fn_name == "g" and apps_call[0].expected == 2
 
 
@@ -103,20 +104,20 @@ def test_parse_tests_accepts_every_documented_form():
 ])
 def test_parse_tests_errors_name_the_field(spec, message):
   with pytest.raises(TestSpecError, match=message):
-    code_lib.parse_tests(spec, "answers[3]")
+    code_tests.parse_tests(spec, "answers[3]")
 
 
 def test_stdout_matching_rules():
-  assert code_lib.stdout_matches("1 2\n3  \n\n\n", "1 2\n3")
-  assert code_lib.stdout_matches("a\r\nb\r\n", "a\nb\n")
-  assert not code_lib.stdout_matches("1 2", "1  2")
-  assert not code_lib.stdout_matches(" 3", "3")          # leading space matters
-  assert not code_lib.stdout_matches("3\n4", "3")
-  assert code_lib.stdout_matches("", "")
+  assert code_tests.stdout_matches("1 2\n3  \n\n\n", "1 2\n3")
+  assert code_tests.stdout_matches("a\r\nb\r\n", "a\nb\n")
+  assert not code_tests.stdout_matches("1 2", "1  2")
+  assert not code_tests.stdout_matches(" 3", "3")          # leading space matters
+  assert not code_tests.stdout_matches("3\n4", "3")
+  assert code_tests.stdout_matches("", "")
 
 
 def test_value_equality_rules():
-  eq = code_lib.values_equal
+  eq = code_tests.values_equal
   assert eq([1, [2.0000001, "a"]], [1, [2.0, "a"]])
   assert not eq([1, 2], [1, 2, 3]) and not eq(0.1, 0.2)
   assert eq(3, 3.0) and not eq(True, 1) and not eq(1, True) and eq(False, False)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from r1jax.rewards import extract
+from r1jax.rewards import grading_pool
 from r1jax.rewards import math as math_reward
 
 POLY_3000 = "+".join(f"{i}x^{{{i}}}" for i in range(1, 3001))  # ~37k characters
@@ -227,7 +228,7 @@ def test_bad_options_are_rejected():
   with pytest.raises(ValueError, match="answer_source"):
     math_reward.MathReward(num_workers=0, answer_source="last")
   with pytest.raises(ValueError, match="fork"):
-    math_reward.GradingPool(1, start_method="fork")
+    grading_pool.GradingPool(math_reward.grade_answer, 1, start_method="fork")
 
 
 def test_pool_that_cannot_start_scores_zero_and_recovers(caplog):
@@ -248,7 +249,7 @@ def test_pool_that_cannot_start_scores_zero_and_recovers(caplog):
 def test_pending_tasks_keep_references_on_one_worker():
   golds = [f"g{i}" for i in range(8) for _ in range(4)]
   tasks = [(str(j), g) for j, g in enumerate(golds)]
-  pending = math_reward._PendingTasks(tasks)
+  pending = grading_pool._PendingTasks(tasks)
   order, pairs = [], set()
   worker = 0
   while pending:
@@ -259,7 +260,7 @@ def test_pending_tasks_keep_references_on_one_worker():
   assert sorted(order) == list(range(len(tasks)))  # every task exactly once
   assert len(pairs) <= 8 + 1  # round-robin would parse every reference in both workers: 16
   # A killed worker's tasks return, go out first, and its references become claimable.
-  pending = math_reward._PendingTasks(tasks)
+  pending = grading_pool._PendingTasks(tasks)
   first = [pending.pop_for(0) for _ in range(3)]
   pending.push_back(first)
   pending.forget(0)

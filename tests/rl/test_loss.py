@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from r1jax.rl.advantages import group_advantages
-from r1jax.rl.config import PRESETS, GRPOConfig, get_preset, r1_preset
+from r1jax.rl.config import LEARNING_RATES, RECIPES, GRPOConfig, get_recipe, r1_recipe
 from r1jax.rl.logprobs import token_logprobs
 from r1jax.rl.loss import grpo_loss
 
@@ -192,7 +192,7 @@ def test_huge_log_ratios_and_garbage_padding_stay_finite(aggregation):
 
 def test_mask_counts_every_completion_token_including_stop_and_ignores_padding():
   logp, old, ref, adv, mask = _batch(seed=5)
-  cfg = r1_preset()
+  cfg = r1_recipe()
   _, grad = _jax_value_and_grad(cfg, logp, old, ref, adv, mask)
   np.testing.assert_array_equal(grad != 0, mask)  # the last (stop) token of each row included
   garbage = np.where(mask, logp, np.nan), np.where(mask, old, np.inf), np.where(mask, ref, -np.inf)
@@ -309,37 +309,38 @@ def test_bad_inputs_raise_naming_the_argument():
 
 
 # ----------------------------------------------------------------------------- config
-def test_r1_preset_is_the_papers_recipe():
-  cfg = r1_preset()
+def test_r1_recipe_is_the_papers():
+  cfg = r1_recipe()
   assert cfg == GRPOConfig()  # the dataclass defaults are the R1 recipe
   assert (cfg.num_generations, cfg.prompts_per_step, cfg.beta, cfg.clip_eps_low,
-          cfg.clip_eps_high, cfg.learning_rate, cfg.rollout_temperature, cfg.num_minibatches,
+          cfg.clip_eps_high, LEARNING_RATES["r1"], cfg.rollout_temperature, cfg.num_minibatches,
           cfg.num_epochs, cfg.ref_update_interval) == (16, 32, 0.001, 10.0, 10.0, 3e-6, 1.0, 16,
                                                        1, 400)
   assert cfg.kl_estimator == "k3" and cfg.kl_mode == "loss"
   assert cfg.loss_aggregation == "seq_mean" and cfg.dual_clip_c is None
   assert cfg.outputs_per_rollout == 8192
-  assert get_preset("r1_stage4").rollout_temperature == 0.7
-  for name in PRESETS:
-    assert isinstance(get_preset(name), GRPOConfig)
-  assert get_preset("dapo", beta=0.5).beta == 0.5
+  assert get_recipe("r1_stage4").rollout_temperature == 0.7
+  for name in RECIPES:
+    assert isinstance(get_recipe(name), GRPOConfig)
+  assert set(LEARNING_RATES) == set(RECIPES) and LEARNING_RATES["dapo"] == 1e-6
+  assert get_recipe("dapo", beta=0.5).beta == 0.5
 
 
 @pytest.mark.parametrize("field,value", [
     ("beta", -0.1), ("num_generations", 0), ("kl_estimator", "k9"), ("kl_mode", "both"),
     ("loss_aggregation", "sum"), ("dual_clip_c", 0.5), ("clip_eps_low", -1.0),
     ("advantage_std_ddof", 2), ("max_len_norm", 0), ("ref_update_interval", -1),
-    ("learning_rate", 0.0), ("logprob_chunk_size", 1.5),
+    ("rollout_temperature", 0.0), ("logprob_chunk_size", 1.5),
 ])
 def test_config_validation_names_the_field(field, value):
   with pytest.raises(ValueError, match=rf"GRPOConfig\.{field} "):
     GRPOConfig(**{field: value})
   with pytest.raises(ValueError, match=rf"GRPOConfig\.{field} "):
-    r1_preset().replace(**{field: value})
+    r1_recipe().replace(**{field: value})
 
 
 def test_config_unknown_names_raise():
   with pytest.raises(ValueError, match="no field"):
-    r1_preset().replace(betta=0.1)
-  with pytest.raises(ValueError, match="unknown GRPO preset"):
-    get_preset("r2")
+    r1_recipe().replace(betta=0.1)
+  with pytest.raises(ValueError, match="unknown GRPO recipe"):
+    get_recipe("r2")

@@ -1,5 +1,5 @@
 """Every experiments/*.py preset, loaded the way the CLI loads it (ml_collections config_flags):
-- it loads, unknown presets are refused with the list of known ones, and a mistyped override
+- it loads, unknown arguments are refused with the list of known ones, and a mistyped override
   fails naming the key;
 - a stage config passes r1jax.train.stages.validate (checkpoint paths filled with stand-ins);
 - a pipeline's stages resolve ("{stage}", "{stage:dir}", "{config:field}") into stage configs
@@ -132,20 +132,20 @@ def test_stage_config_errors_name_the_key(fake_checkpoint):
 
 
 def test_reasoning_rl_is_r1_stage_two():
-  """Paper §2.3.2 on top of the Nature-version RL hyperparameters (rl/config.py r1 preset)."""
-  from r1jax.rl.config import r1_preset
+  """Paper §2.3.2 on top of the Nature-version RL hyperparameters (rl/config.py r1 recipe)."""
+  from r1jax.rl.config import LEARNING_RATES, r1_recipe
 
   cfg = load_experiment("reasoning_rl.py:qwen2.5-math-1.5b", EXPERIMENTS)
-  paper = r1_preset()
+  paper = r1_recipe()
   assert cfg.kind == "grpo" and cfg.data.template.name == "r1"
   assert dict(cfg.rewards.weights) == {"accuracy": 1.0, "format": 1.0, "language": 1.0}
   assert cfg.rewards.options.format.allow_summary is True
-  for key in ("learning_rate", "beta", "num_generations", "prompts_per_step", "rollout_temperature",
+  for key in ("beta", "num_generations", "prompts_per_step", "rollout_temperature",
               "ref_update_interval", "clip_eps_low", "num_minibatches"):
     assert cfg.grpo[key] == getattr(paper, key), key
-  assert (cfg.grpo.learning_rate, cfg.grpo.beta, cfg.grpo.num_generations, cfg.grpo.ref_update_interval) == \
+  assert (cfg.optim.learning_rate, cfg.grpo.beta, cfg.grpo.num_generations, cfg.grpo.ref_update_interval) == \
       (3e-6, 0.001, 16, 400)
-  assert cfg.optim.learning_rate == cfg.grpo.learning_rate
+  assert cfg.optim.learning_rate == LEARNING_RATES["r1"] and "learning_rate" not in cfg.grpo  # one home
   from r1jax.models.presets import PRESETS
 
   # Prompt + completion fit the student's positions.
@@ -201,7 +201,7 @@ def _make_teacher(out: str) -> None:
   import ml_collections
 
   from r1jax.models.presets import get_preset
-  from r1jax.parallel import sharding as shd
+  from r1jax.models.sharded import create_sharded_model
   from r1jax.parallel.mesh import make_mesh
   from r1jax.train import common
 
@@ -209,7 +209,7 @@ def _make_teacher(out: str) -> None:
   tok_path = common.train_tokenizer(ml_collections.ConfigDict(
       dict(train_corpus="pretraining,cold_start", vocab_size=400, seed=0)), tok_dir)
   mesh = make_mesh({"fsdp": -1})
-  model = shd.create_sharded_model(get_preset("tiny_dense", vocab_size=400), mesh, seed=0)
+  model = create_sharded_model(get_preset("tiny_dense", vocab_size=400), mesh, seed=0)
   common.export_final(model, tok_path, os.path.dirname(out))
 
 
@@ -249,5 +249,5 @@ def test_distill_tiny_end_to_end(tmp_path):
   assert student_cfg["vocab_size"] == teacher_cfg["vocab_size"]
   assert (final / "tokenizer.model").read_bytes() == open(os.path.join(teacher, "tokenizer.model"), "rb").read()
   assert json.load(open(final / "r1jax_stage.json"))["stage"] == "distilled_student"
-  losses = [json.loads(line)["loss"] for line in open(wd / "student" / "metrics.jsonl")]
+  losses = [json.loads(line)["train/loss"] for line in open(wd / "student" / "metrics.jsonl")]
   assert len(losses) == 2 and all(l == l and l > 0 for l in losses)  # trained on the samples, finite

@@ -28,6 +28,7 @@ PROMPTS = [[1 + p, 20 + 3 * p, 40 + p] for p in range(8)]
 CLASSES = list(range(8))
 G = 8
 ROLLOUTS = 20
+LEARNING_RATE = 1e-2
 
 
 def _correct(prompt_index, completions):
@@ -39,9 +40,9 @@ def _run(shuffle: bool) -> list[float]:
   graphdef, params, extra = split_model(model)
   sampler, _ = Sampler.from_model(model, buckets=BUCKETS)
   cfg = GRPOConfig(num_generations=G, prompts_per_step=8, num_minibatches=1, beta=0.001, clip_eps_low=0.2,
-                   clip_eps_high=0.2, learning_rate=1e-2, max_completion_length=2, logprob_chunk_size=64,
+                   clip_eps_high=0.2, max_completion_length=2, logprob_chunk_size=64,
                    rollout_temperature=1.0)
-  tx = optax.adam(cfg.learning_rate)
+  tx = optax.adam(LEARNING_RATE)
   state = init_train_state(params, extra, tx)
   ref = jax.tree.map(lambda x: x, params)
   update = jax.jit(make_update_step(graphdef, tx, cfg, use_ref=True))

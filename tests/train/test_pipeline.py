@@ -104,7 +104,7 @@ def test_pipeline_smoke_run_and_skip(tmp_path):
   # Stage 4 was scored by both reward models (on the general prompts) and the rule rewards.
   rows = [json.loads(line) for line in open(os.path.join(wd, "all_scenario_rl", "metrics.jsonl"))]
   keys = set().union(*rows)
-  assert {"helpfulness_rm/rows", "safety_rm/rows", "accuracy/rows"} <= keys, sorted(keys)
+  assert {"reward/helpfulness_rm/rows", "reward/safety_rm/rows", "reward/accuracy/rows"} <= keys, sorted(keys)
   # Held-out curves start at the initialisation (rollout 0), before any update.
   rl_rows = [json.loads(line) for line in open(os.path.join(wd, "reasoning_rl", "metrics.jsonl"))]
   assert rl_rows[0]["rollout"] == 0 and rl_rows[0]["step"] == 0 and "eval/pass@1_se" in rl_rows[0]

@@ -1,4 +1,4 @@
-"""Rejection sampling / distillation data (train/rejection.py, train/rejection_stage.py).
+"""Rejection sampling / distillation data (train/rejection/, train/rejection_stage.py).
 
 - readability filters on hand-made chains of thought, and against the mixed-language corpus's
   own labels (mixed_fraction);
@@ -26,7 +26,7 @@ from r1jax.data.sources import open_source
 from r1jax.data.tasks import corpora
 from r1jax.models.config import ModelConfig
 from r1jax.models.transformer import Transformer
-from r1jax.rewards.registry import RewardOutput, register_item_verifier
+from r1jax.rewards.registry import RewardOutput, register_verifier
 from r1jax.sampling import Sampler
 from r1jax.train import rejection
 from r1jax.train.rejection import FilterConfig, filter_reasons, mix_with_non_reasoning, select_samples, write_dataset
@@ -391,7 +391,7 @@ def _experiment():
 def _micro_config(ckpt: str):
   from r1jax.data import tasks
 
-  register_item_verifier(PARITY_REWARD, _parity_verify)
+  register_verifier(PARITY_REWARD)(_parity_verify)
   assert PARITY_REWARD not in tasks.REASONING_TASKS
   cfg = _experiment().get_config("tiny")
   cfg.model.preset = ""
@@ -411,7 +411,8 @@ def test_run_rejection_end_to_end_skip_and_resume(tmp_path, tokenizer, model):
   import grain
 
   from r1jax.convert.hf import save_hf_model
-  from r1jax.train.rejection_stage import dataset_path, run_rejection
+  from r1jax.train.rejection_stage import dataset_path
+  from r1jax.train.stages import run_stage as run_rejection  # validates, then runs the stage
 
   ckpt = str(tmp_path / "rl_final")
   save_hf_model(model, ckpt)
@@ -488,5 +489,5 @@ def test_run_rejection_config_errors_name_the_key(tmp_path, tokenizer, model):
   for preset in ("tiny", "qwen2.5-math-1.5b"):
     cfg = _experiment().get_config(preset)
     assert cfg.kind == "rejection" and cfg.data.kind == "rl" and cfg.mix.ratio == 3.0
-  with pytest.raises(ValueError, match="unknown preset"):
+  with pytest.raises(ValueError, match="unknown argument"):
     _experiment().get_config("gpt-9")

@@ -117,9 +117,9 @@ def test_export_reloads_with_the_trained_scores(runs, kind):
   if kind == "safety":
     assert "eval/auc" in result and again["eval/auc"] == result["eval/auc"]
   rows = _rows(workdir)
-  assert [r["step"] for r in rows if "loss" in r] == list(range(1, STEPS + 1))
+  assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, STEPS + 1))
   assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, STEPS]
-  assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+  assert all(np.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
   assert os.path.isdir(os.path.join(workdir, "tb"))
 
 
@@ -142,13 +142,13 @@ def test_kill_and_resume_equals_the_straight_run(runs):
 @pytest.mark.slow
 def test_rerun_on_a_finished_workdir_trains_nothing(runs, tmp_path):
   from r1jax.train.pipeline import load_experiment, stage_done
-  from r1jax.train.stages import runner_for
+  from r1jax.train.stages import run_stage
 
   workdir = runs["helpfulness"]
   final = os.path.join(workdir, "final")
   before = (open(os.path.join(workdir, "metrics.jsonl")).read(), os.stat(os.path.join(final, "reward_head.npz")).st_mtime_ns)
   cfg = load_experiment("reward_model.py:tiny", os.path.join(ROOT, "experiments"))
-  assert runner_for(cfg.kind)(cfg, workdir) == _eval(workdir)
+  assert run_stage(cfg, workdir) == _eval(workdir)
   assert before == (open(os.path.join(workdir, "metrics.jsonl")).read(),
                     os.stat(os.path.join(final, "reward_head.npz")).st_mtime_ns)
   assert stage_done("reward_model", workdir)
@@ -190,7 +190,7 @@ def test_all_scenario_config_needs_the_reward_model_paths(tmp_path):
   cfg.rewards.options.helpfulness_rm.path = str(tmp_path)
   with pytest.raises(ConfigError, match="config.rewards.options.helpfulness_rm.path: .* no reward_model.json"):
     validate(cfg)
-  with pytest.raises(ValueError, match="unknown preset 'huge'"):
+  with pytest.raises(ValueError, match="unknown argument 'huge'"):
     load_experiment("all_scenario_rl.py:huge", os.path.join(ROOT, "experiments"))
 
 
@@ -203,15 +203,15 @@ def test_all_scenario_rl_routes_the_reward_models_to_general_prompts(runs):
   assert [r["rollout"] for r in rows] == [1]
   n = G * PROMPTS
   for r in rows:
-    general = r["helpfulness_rm/rows"]
+    general = r["reward/helpfulness_rm/rows"]
     # Row counts cover every sampled row: n per draw (dynamic sampling may draw more than once).
-    draws = r.get("dynamic/draws", 1.0)
-    assert r["safety_rm/rows"] == general and r["accuracy/rows"] + general == n * draws, r
+    draws = r.get("rollout/dynamic/draws", 1.0)
+    assert r["reward/safety_rm/rows"] == general and r["reward/accuracy/rows"] + general == n * draws, r
     if general:
-      assert r["helpfulness_rm/failed"] == 0 and r["safety_rm/failed"] == 0
-      assert np.isfinite(r["helpfulness_rm/mean"]) and 0 <= r["safety_rm/mean"] <= 1
-    assert r["accuracy/unrouted"] == 0  # general rows never reach the rule verifiers
-  assert rows[0]["helpfulness_rm/rows"] > 0 and rows[0]["accuracy/rows"] > 0  # the seeded batch mixes both
+      assert r["reward/helpfulness_rm/failed"] == 0 and r["reward/safety_rm/failed"] == 0
+      assert np.isfinite(r["reward/helpfulness_rm/mean"]) and 0 <= r["reward/safety_rm/mean"] <= 1
+    assert r["reward/accuracy/unrouted"] == 0  # general rows never reach the rule verifiers
+  assert rows[0]["reward/helpfulness_rm/rows"] > 0 and rows[0]["reward/accuracy/rows"] > 0  # the seeded batch mixes both
   assert os.path.exists(os.path.join(runs["rl"], "final", "config.json"))
 
 

@@ -11,7 +11,7 @@ from r1jax.rl.config import GRPOConfig
 from r1jax.sampling.sampler import GenerationResult
 from r1jax.train.grpo import build_rollout_batch, make_update_step
 from r1jax.train.metrics import MetricsWriter
-from r1jax.train.rl_stage import NonFiniteGuard, aggregate_update_metrics
+from r1jax.train.grpo_metrics import NonFiniteGuard, aggregate_update_metrics
 from r1jax.train.rollout import Rollout, fill_rollout, informative_groups, take_groups
 from r1jax.train.state import init_train_state, split_model
 from tests.sampling.conftest import random_model

@@ -74,7 +74,7 @@ def test_sft_kill_and_resume_equals_straight_run(tmp_path):
   _run(_cli(cfg, killed, f"--config.train.steps={N}", "--config.train.checkpoint_every=2", *SFT_MICRO, cache=cache))
   _assert_same(_params(straight), _params(killed))
   rows = [json.loads(l) for l in open(os.path.join(killed, "metrics.jsonl"))]
-  assert rows[-1]["step"] == N and np.isfinite(rows[-1]["loss"])
+  assert rows[-1]["step"] == N and np.isfinite(rows[-1]["train/loss"])
 
 
 @pytest.mark.slow
@@ -91,13 +91,18 @@ def test_r1_zero_micro_run_resumes_exactly_and_writes_artifacts(tmp_path):
   _assert_same(_params(straight), _params(resumed))
   rows = [json.loads(l) for l in open(os.path.join(straight, "metrics.jsonl"))]
   assert [r["rollout"] for r in rows] == [1, 2]
-  for key in ("reward/mean", "kl_mean", "clip_frac_low", "clip_frac_high", "entropy_mean", "ratio_min", "ratio_max",
-              "advantages/frac_zero_std_groups", "truncated_fraction", "skipped_nonfinite", "nonfinite/skipped_total",
-              "dynamic/draws", "dynamic/informative_fraction", "response_length/mean", "time/generate",
-              "tokens_per_s_per_device", "reflection/wait"):
+  for key in ("reward/mean", "train/kl_mean", "train/clip_frac_low", "train/clip_frac_high", "train/entropy_mean",
+              "train/ratio_min", "train/ratio_max", "rollout/frac_zero_std_groups", "rollout/truncated_fraction",
+              "train/skipped_nonfinite", "train/nonfinite_total", "rollout/dynamic/draws",
+              "rollout/dynamic/informative_fraction", "rollout/response_length/mean", "time/generate",
+              "rollout/tokens_per_s_per_device", "rollout/reflection/wait"):
     assert key in rows[-1], key
+  # The metrics contract: every metric in a namespace, the mean reward logged once.
+  namespaces = ("reward/", "rollout/", "train/", "time/", "eval/")
+  assert all(k in ("step", "time", "rollout") or k.startswith(namespaces) for k in rows[-1]), sorted(rows[-1])
+  assert [k for k in rows[-1] if k.endswith("reward_mean") or k == "reward/total/mean"] == []
   assert rows[-1]["step"] == 4  # 2 rollouts x 2 minibatches
-  assert any(k.startswith("response_length/") and k.endswith("correct") for k in rows[-1])  # by correctness
+  assert any(k.startswith("rollout/response_length/") and k.endswith("correct") for k in rows[-1])  # by correctness
   assert os.path.exists(os.path.join(straight, "plots", "response_length.png"))
   assert os.path.exists(os.path.join(straight, "tb"))
   # The export is a real HF checkpoint r1jax (and transformers) can load.

@@ -1,15 +1,13 @@
 """Procedural task sets that need no downloads (code problems with generated tests, …).
 
-Reasoning tasks with exact verifiers (each module: `generate(split, n, seed, difficulty)` and
-`verify(completion, answer) -> float`): `countdown`, `arithmetic` (+ and ×), `addition` (+ only),
-`knights_knaves`.
-`get_task(name)` returns the module; `verify(completion, answer, task)` dispatches by name, which
-is what the rewards registry calls with `metadata["task"]`.
+Reasoning tasks (each module: `generate(split, n, seed, difficulty)`): `countdown`, `arithmetic`
+(+ and ×), `addition` (+ only), `knights_knaves`. `get_task(name)` returns the module. Their exact
+verifiers are rewards registered under the same names (r1jax/rewards/verifiers.py), which the
+`accuracy` reward picks by each row's `metadata["task"]`.
 """
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 from r1jax.data.tasks import addition, arithmetic, countdown, knights_knaves
 
@@ -22,8 +20,3 @@ def get_task(name: str) -> ModuleType:
   if name not in REASONING_TASKS:
     raise KeyError(f"unknown task {name!r}; known: {sorted(REASONING_TASKS)}")
   return REASONING_TASKS[name]
-
-
-def verify(completion: str, answer: Any, task: str) -> float:
-  """Scores a completion with the verifier of `task` (1.0 correct, 0.0 otherwise)."""
-  return get_task(task).verify(completion, answer)

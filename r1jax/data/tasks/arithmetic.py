@@ -6,21 +6,18 @@ makes it more than digit-wise lookup. The key is the operator and the sorted ope
 and "b + a" share a split.
 
     answer = "1234"         (the exact integer, as a string)
-    verify("<answer>1,234</answer>", "1234") -> 1.0
+
+Rows are graded by the `arithmetic` reward (r1jax/rewards/verifiers.py).
 """
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import numpy as np
 
-from r1jax.data.tasks.base import check_difficulty, extract_answer, sample_problems
+from r1jax.data.tasks.base import check_difficulty, sample_problems
 
 TASK = "arithmetic"
 MAX_DIFFICULTY = 6
 OPS = ("+", "*")
-_INT_RE = re.compile(r"^[+-]?\d+$")
 
 
 def _random_int(rng: np.random.Generator, digits: int) -> int:
@@ -85,23 +82,3 @@ def generate(split: str, n: int, seed: int = 0, difficulty: int = 1, ops: tuple[
   if bad or not ops:
     raise ValueError(f"ops must be a non-empty subset of {OPS}, got {ops}")
   return sample_problems(_make(difficulty, tuple(ops), require_carry), TASK, split, n, seed)
-
-
-def parse_int(text: str) -> int | None:
-  """'1,234' / '1 234' / '= 1234.' / '1234.0' -> 1234; anything else -> None."""
-  t = text.strip()
-  if "=" in t:
-    t = t.split("=")[-1]
-  t = t.replace(",", "").replace(" ", "").replace("\u202f", "").rstrip(".")
-  if t.endswith(".0"):
-    t = t[:-2]
-  return int(t) if _INT_RE.match(t) else None
-
-
-def verify(completion: str, answer: Any) -> float:
-  """1.0 when the last <answer> block holds exactly the reference integer."""
-  got = extract_answer(completion)
-  if got is None:
-    return 0.0
-  value = parse_int(got)
-  return 1.0 if value is not None and value == int(answer) else 0.0

@@ -1,9 +1,10 @@
-"""Shared machinery of the offline reasoning tasks: answer extraction, splits, sampling.
+"""Shared machinery of the offline reasoning tasks: splits and sampling.
 
 Every task module exposes
 
     generate(split, n, seed=0, difficulty=1) -> list[dict]   # prompt, answer, task, id, ...
-    verify(completion, answer) -> float                      # 1.0 correct, 0.0 otherwise
+
+and its rows are graded by the reward registered under the task's name (r1jax/rewards/verifiers.py).
 
 Train and test are disjoint by construction: a problem's canonical key (e.g. the multiset of
 countdown numbers and the target) is hashed, and the hash alone decides its split. Generation
@@ -13,21 +14,11 @@ without duplicates.
 from __future__ import annotations
 
 import hashlib
-import re
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 SPLITS = ("train", "test")
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
-
-
-def extract_answer(completion: Any) -> str | None:
-  """The stripped content of the last complete `<answer>…</answer>` block, or None."""
-  if not isinstance(completion, str):
-    return None
-  found = _ANSWER_RE.findall(completion)
-  return found[-1].strip() if found else None
 
 
 def split_of(key: str, test_fraction: float = 0.1) -> str:

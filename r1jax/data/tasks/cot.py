@@ -250,7 +250,8 @@ def countdown_trace(item: dict, rng: np.random.Generator, wait_prob: float = 0.3
   value, lines = _steps(expr)
   out.append(f"Let me try {expr}. " + "; ".join(lines) + ".")
   out.append(f"That gives {value}, which is the target {target}.")
-  used = sorted(countdown.evaluate(expr)[1])
+  used = sorted(node.value for node in ast.walk(ast.parse(expr, mode="eval"))
+                if isinstance(node, ast.Constant))  # the numbers the expression uses
   out.append(f"Check the numbers: the expression uses {used}, each available in {numbers}, "
              "none more than once. So the equation works.")
   summary = f"Combining the numbers as {expr} reaches {target}, using each number at most once."

@@ -4,8 +4,8 @@ Each inhabitant makes one statement about the others (or itself). Puzzles are ke
 exactly one assignment is consistent (checked by enumerating all 2^n assignments), so the answer
 is unique. Difficulty d (1..5) means d + 1 inhabitants.
 
-    answer = {"Alice": "knight", "Bob": "knave"}
-    verify("<answer>Alice is a knight, Bob is a knave</answer>", answer) -> 1.0
+    answer = {"Alice": "knight", "Bob": "knave"}   (graded by the `knights_knaves` reward,
+                                                   r1jax/rewards/verifiers.py)
 
 A statement is a tuple: ("is", j, knight?) · ("both", j, k, knight?) · ("either", j, k, knight?)
 · ("same", j, k) · ("different", j, k) — j, k index the inhabitants.
@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from r1jax.data.tasks.base import check_difficulty, extract_answer, sample_problems
+from r1jax.data.tasks.base import check_difficulty, sample_problems
 
 TASK = "knights_knaves"
 MAX_DIFFICULTY = 5
 NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
          "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter")
-_CLAIM_RE = re.compile(r"\b([A-Z][a-z]+)\s+is\s+a\s+(knight|knave)\b", re.I)
 
 Statement = tuple
 
@@ -124,26 +122,3 @@ def _make(difficulty: int):
 def generate(split: str, n: int, seed: int = 0, difficulty: int = 1) -> list[dict]:
   check_difficulty(difficulty, MAX_DIFFICULTY)
   return sample_problems(_make(difficulty), TASK, split, n, seed)
-
-
-def parse_claims(text: str) -> dict[str, str] | None:
-  """'Alice is a knight, Bob is a knave' -> {'Alice': 'knight', 'Bob': 'knave'}; None if a name
-  is claimed both ways."""
-  claims: dict[str, str] = {}
-  for name, role in _CLAIM_RE.findall(text):
-    name, role = name.capitalize(), role.lower()
-    if claims.get(name, role) != role:
-      return None
-    claims[name] = role
-  return claims
-
-
-def verify(completion: str, answer: Any) -> float:
-  """1.0 when the last <answer> block names every inhabitant's role correctly and no one else."""
-  got = extract_answer(completion)
-  if got is None:
-    return 0.0
-  if isinstance(answer, str):
-    answer = json.loads(answer)
-  claims = parse_claims(got)
-  return 1.0 if claims is not None and claims == dict(answer) else 0.0

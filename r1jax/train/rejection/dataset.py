@@ -1,0 +1,68 @@
+"""The SFT dataset from the kept rows: mixing in non-reasoning data, writing it atomically."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "arrayrecord")
+
+
+def mix_with_non_reasoning(reasoning_rows: Sequence[dict], non_reasoning_rows: Sequence[dict],
+                           ratio: float = 3.0, seed: int = 0) -> list[dict]:
+  """`round(len(reasoning) / ratio)` non-reasoning rows (drawn without replacement) shuffled in
+  with all reasoning rows. The paper: ~600k reasoning + ~200k non-reasoning samples, ratio 3.
+
+  `ratio` = reasoning rows per non-reasoning row; `math.inf` adds none. With too few
+  non-reasoning rows, all are used and a warning says so.
+  """
+  if not (ratio > 0):
+    raise ValueError(f"mix_with_non_reasoning: ratio must be > 0 (reasoning per non-reasoning row), got {ratio}")
+  rng = np.random.default_rng([int(seed), 7919])
+  wanted = 0 if math.isinf(ratio) else int(round(len(reasoning_rows) / ratio))
+  if wanted > len(non_reasoning_rows):
+    log.warning("mix: %d non-reasoning rows wanted for %d reasoning rows at ratio %g, only %d given; using all",
+                wanted, len(reasoning_rows), ratio, len(non_reasoning_rows))
+    wanted = len(non_reasoning_rows)
+  picked = rng.choice(len(non_reasoning_rows), size=wanted, replace=False) if wanted else []
+  extra = [dict(non_reasoning_rows[int(i)]) for i in np.sort(picked)]
+  for row in extra:
+    row.setdefault("source", "non_reasoning")
+  mixed = list(reasoning_rows) + extra
+  order = rng.permutation(len(mixed))
+  return [mixed[int(i)] for i in order]
+
+
+def _json_row(row: Mapping[str, Any]) -> str:
+  return json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False)
+
+
+def write_dataset(rows: Sequence[Mapping[str, Any]], path: str, fmt: str = "jsonl") -> int:
+  """Writes rows atomically (temp file + rename) as JSON Lines or ArrayRecord (one UTF-8 JSON
+  object per record, what `data.sources.ArrayRecordSource` reads); returns the count. Keys
+  starting with "_" (source locations) are dropped."""
+  if fmt not in FORMATS:
+    raise ValueError(f"write_dataset: fmt must be one of {FORMATS}, got {fmt!r}")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  if fmt == "jsonl":
+    with open(tmp, "w", encoding="utf-8") as f:
+      for row in rows:
+        f.write(_json_row(row) + "\n")
+  else:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    writer = ArrayRecordWriter(tmp, "group_size:1")
+    try:
+      for row in rows:
+        writer.write(_json_row(row).encode("utf-8"))
+    finally:
+      writer.close()
+  os.replace(tmp, path)
+  return len(rows)
