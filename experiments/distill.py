@@ -32,6 +32,8 @@ Arguments (`--config=experiments/<file>.py:<arg>`):
 """
 import ml_collections
 
+from r1jax.train.configs import distributed_config
+
 SAMPLES = "{teacher_samples:dir}/data/rejection_sft.jsonl"
 
 # How each stage reads the top-level fields.
@@ -47,6 +49,7 @@ _STUDENT = (("stage", "distilled_student"), ("model.init_from", "{config:student
 def get_config(arg: str = "tiny"):
   c = ml_collections.ConfigDict()
   c.kind = "pipeline"
+  c.distributed = distributed_config()  # launch/ passes num_processes=0 on TPU VMs / SLURM
   c.stage = "distill"
   c.experiments_dir = ""  # "" = this repository's experiments/
   c.only = ""  # comma-separated stage names to run

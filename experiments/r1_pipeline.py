@@ -23,6 +23,8 @@ Stages (each in <workdir>/<name>, each resumable; finished stages are skipped on
 """
 import ml_collections
 
+from r1jax.train.configs import distributed_config
+
 # The tiny preset's task is 2-digit addition with carries ("addition"): held-out problems need the
 # column method, which a 2-layer d128 model picks up from short traces in a few hundred steps, in a
 # phase change whose timing depends on the seed (held-out pass@1 of the base at 420 steps: 41%, 29%
@@ -51,6 +53,7 @@ _COLD_START = {"tasks": ("addition",), "trace_style": "short"}
 def get_config(arg: str = "tiny"):
   c = ml_collections.ConfigDict()
   c.kind = "pipeline"
+  c.distributed = distributed_config()  # launch/ passes num_processes=0 on TPU VMs / SLURM
   c.stage = "r1_pipeline"
   c.experiments_dir = ""  # "" = this repository's experiments/
   c.only = ""  # comma-separated stage names to run (others must exist already)

@@ -14,15 +14,15 @@ import pytest
 PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "r1jax")
 
 FORBIDDEN = {
-    "models": {"rl", "rewards", "data", "train", "sampling", "eval", "convert", "cli"},
-    "parallel": {"models", "rl", "rewards", "data", "train", "sampling", "eval", "convert", "cli"},
-    "convert": {"rl", "rewards", "data", "train", "sampling", "eval", "cli"},
-    "rl": {"data", "train", "sampling", "rewards", "eval", "convert", "cli"},
-    "rewards": {"rl", "data", "train", "sampling", "eval", "convert", "cli", "models", "parallel"},
-    "sampling": {"rl", "rewards", "data", "train", "eval", "cli"},
-    "data": {"models", "rl", "rewards", "train", "sampling", "eval", "convert", "cli"},
-    "eval": {"train", "cli"},
-    "train": {"cli"},
+    "models": {"rl", "rewards", "data", "train", "sampling", "eval", "convert", "cli", "sweep"},
+    "parallel": {"models", "rl", "rewards", "data", "train", "sampling", "eval", "convert", "cli", "sweep"},
+    "convert": {"rl", "rewards", "data", "train", "sampling", "eval", "cli", "sweep"},
+    "rl": {"data", "train", "sampling", "rewards", "eval", "convert", "cli", "sweep"},
+    "rewards": {"rl", "data", "train", "sampling", "eval", "convert", "cli", "sweep", "models", "parallel"},
+    "sampling": {"rl", "rewards", "data", "train", "eval", "cli", "sweep"},
+    "data": {"models", "rl", "rewards", "train", "sampling", "eval", "convert", "cli", "sweep"},
+    "eval": {"train", "cli", "sweep"},
+    "train": {"cli", "sweep"},
 }
 # Learned reward models wrap the policy architecture (DESIGN.md) and tokenize their input.
 EXCEPTIONS = {("rewards/model.py", "models"), ("rewards/model.py", "convert"), ("rewards/model.py", "parallel"),

@@ -36,6 +36,7 @@ from r1jax.convert import hf_config, safetensors_io
 from r1jax.models.config import ModelConfig
 from r1jax.models.transformer import Transformer
 from r1jax.parallel import sharding as shd
+from r1jax.parallel.multihost import host_get
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,9 @@ def hf_tensors(model: Transformer, dtype: Optional[str] = None) -> Iterator[tupl
   np_dtype = np.dtype(ml_dtypes.bfloat16) if (dtype or cfg.param_dtype) == "bfloat16" else np.dtype(dtype or np.float32)
 
   def host(v) -> np.ndarray:
-    a = np.asarray(jax.device_get(v[...]))
+    # One tensor at a time; a tensor sharded over several processes is all-gathered (every
+    # process must iterate, `drain_hf_tensors`), so no host ever holds the whole model at once.
+    a = np.asarray(host_get(v[...]))
     return a if v.__class__.__name__ == "RouterBias" else a.astype(np_dtype)
 
   for key, v in flat_variables(nnx.state(model)).items():
@@ -223,6 +226,13 @@ def hf_tensors(model: Transformer, dtype: Optional[str] = None) -> Iterator[tupl
       yield hf + ".bias", a.reshape(-1)
     else:
       yield hf + ".weight", a
+
+
+def drain_hf_tensors(model: Transformer, dtype: Optional[str] = None) -> None:
+  """What the processes that do not write an export run while process 0 writes it: the same
+  per-tensor gathers (collectives), nothing written."""
+  for _ in hf_tensors(model, dtype):
+    pass
 
 
 def save_hf_model(model: Transformer, path: str, *, dtype: Optional[str] = None,

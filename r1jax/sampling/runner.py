@@ -3,7 +3,9 @@ and the three operations the scheduler needs (prefill some rows, decode, read fi
 
 Only small vectors cross to the host between decode chunks ([B] done flags and lengths) plus
 the rows that finished: gathered on device and trimmed to a bucket of the longest finished row
-when they are a few, copied whole when (about) every slot finished.
+when they are a few, copied whole when (about) every slot finished. With several processes every
+process drives the same schedule on the same host inputs (the prompts of the global batch) and
+reads the global rows (`parallel.multihost.host_get`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from r1jax.models.config import ModelConfig
+from r1jax.parallel.multihost import host_get
 from r1jax.sampling import programs
 from r1jax.sampling.buckets import BucketPolicy
 from r1jax.sampling.params import StaticSampling
@@ -93,7 +96,7 @@ class DecodeRun:
 
   def status(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(done [B] bool, n [B] int, stopped [B] bool) on host."""
-    st = jax.device_get({k: self.state[k] for k in ("done", "n", "stopped")})
+    st = host_get({k: self.state[k] for k in ("done", "n", "stopped")})
     return st["done"], st["n"], st["stopped"]
 
   def read_rows(self, slots: Sequence[int], n: np.ndarray, stopped: np.ndarray) -> list[RowOutput]:
@@ -102,13 +105,13 @@ class DecodeRun:
       return []
     R = self.buckets.refill_rows(len(slots), self.slots)
     if R == self.slots:  # (about) every row: copy the buffers as they are, no gather program
-      got = jax.device_get({k: self.state[k] for k in ("tokens", "logprobs", "sampling_logprobs")})
+      got = host_get({k: self.state[k] for k in ("tokens", "logprobs", "sampling_logprobs")})
       where = list(slots)
     else:
       idx = np.zeros((R,), np.int32)
       idx[:len(slots)] = slots
       width = min(self.max_new, self.buckets.new_tokens(int(max(n[s] for s in slots))))
-      got = jax.device_get(_take_rows(self.state, jnp.asarray(idx), width=width))
+      got = host_get(_take_rows(self.state, idx, width=width))  # numpy: replicated on every process
       where = list(range(len(slots)))
     return [RowOutput(got["tokens"][i, :n[s]], got["logprobs"][i, :n[s]], got["sampling_logprobs"][i, :n[s]],
                       bool(stopped[s])) for i, s in zip(where, slots)]

@@ -77,7 +77,9 @@ def _abstract(tree):
 
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 3, save_interval_steps: int = 1,
-               async_save: bool = True):
+               async_save: bool = True, shared_data: bool = False):
+    """`shared_data`: the data iterator is the same on every process; its state is saved once
+    (JSON, process 0) instead of per process, so a checkpoint restores on any process count."""
     import orbax.checkpoint as ocp
     from absl import logging as absl_logging
 
@@ -88,6 +90,7 @@ class Checkpointer:
       r1jax_logger.setLevel(logging.INFO)
     self.directory = os.path.abspath(directory)
     self._ocp = ocp
+    self.shared_data = shared_data
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=save_interval_steps,
@@ -99,7 +102,9 @@ class Checkpointer:
   def save(self, step: int, state, *, data_iterator=None, meta: Optional[dict] = None, force: bool = False) -> bool:
     ocp = self._ocp
     items = {"state": ocp.args.StandardSave(flatten(state)), "meta": ocp.args.JsonSave(dict(meta or {}))}
-    if data_iterator is not None:
+    if data_iterator is not None and self.shared_data:
+      items["data_state"] = ocp.args.JsonSave(data_iterator.get_state())
+    elif data_iterator is not None:
       import grain
 
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -112,11 +117,15 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
     items = {"state": ocp.args.StandardRestore(_abstract(flatten(state_like))), "meta": ocp.args.JsonRestore()}
-    if data_iterator is not None:
+    if data_iterator is not None and self.shared_data:
+      items["data_state"] = ocp.args.JsonRestore()
+    elif data_iterator is not None:
       import grain
 
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     out = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if data_iterator is not None and self.shared_data:
+      data_iterator.set_state(out["data_state"])
     return unflatten_like(dict(out["state"]), state_like), dict(out["meta"] or {})
 
   def meta(self, step: Optional[int] = None) -> dict:

@@ -115,11 +115,16 @@ def stage_meta(cfg) -> dict:
 
 
 def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str, meta: Optional[dict] = None) -> str:
-  """Writes <workdir>/final (HF layout + tokenizer + stage metadata) atomically; only process 0 writes."""
-  from r1jax.convert.hf import save_hf_model
+  """Writes <workdir>/final (HF layout + tokenizer + stage metadata) atomically. Process 0 writes;
+  the others take part in the per-tensor gathers of a model sharded across processes; all leave
+  once the export exists."""
+  from r1jax.convert.hf import drain_hf_tensors, save_hf_model
+  from r1jax.parallel.multihost import sync
 
   out = os.path.join(workdir, FINAL)
   if jax.process_index() != 0:
+    drain_hf_tensors(model)
+    sync("export written")
     return out
   tmp = out + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -137,6 +142,7 @@ def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str,
       json.dump(meta, f, indent=2)
   shutil.rmtree(out, ignore_errors=True)
   os.replace(tmp, out)
+  sync("export written")
   return out
 
 

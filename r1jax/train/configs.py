@@ -44,9 +44,15 @@ def _stage(kind: str, data_kind: str) -> ml_collections.ConfigDict:
   c.data = data_config(data_kind)
   c.compilation_cache = True
   c.compilation_cache_dir = ""
-  # Multi-host: 1 = single process, 0 = discover (TPU VMs), > 1 = explicit (GPU hosts).
-  c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
+  c.distributed = distributed_config()
   return c
+
+
+def distributed_config() -> ml_collections.ConfigDict:
+  """Multi-host: 1 = single process, 0 = discover (TPU VM metadata, SLURM), > 1 = explicit
+  coordinator / process id. Read once, by the CLI, from the config it was given (a pipeline's
+  own, not its stages')."""
+  return ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
 
 
 def sft_base() -> ml_collections.ConfigDict:
@@ -81,7 +87,7 @@ def grpo_base(recipe: str = "r1") -> ml_collections.ConfigDict:
                                            router_bias_rate=0.0,  # paper: balancing bias frozen in RL
                                            length_multiple=64, eval_every=0, plots=True,
                                            # stop after this many non-finite (skipped) updates in a row
-                                           max_nonfinite_updates=3))
+                                           max_nonfinite_updates=3, progress=True))
   c.eval = ml_collections.ConfigDict(dict(task="countdown", n=64, k=4, temperature=0.6, top_p=0.95,
                                           seed=1234, difficulty=1))
   # Derived: held-out answers get the rollout's length unless set (a computed reference, so setting

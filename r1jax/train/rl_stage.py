@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from r1jax.eval.metrics import reflection_metrics
+from r1jax.parallel.multihost import host_get
 from r1jax.parallel.sharding import BATCH_AXES
 from r1jax.rewards.combine import CombinedReward
 from r1jax.rl.config import GRPOConfig
@@ -65,7 +66,7 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
 
   reward_fn = CombinedReward(dict(cfg.rewards.weights), options=dict(cfg.rewards.get("options", {}) or {}))
   try:
-    with StageRun(cfg, workdir, default_name="grpo") as run:
+    with StageRun(cfg, workdir, default_name="grpo", shared_data=True) as run:
       tok, mesh = run.tokenizer, run.mesh
       stop_ids = tok.sampling_stop_ids(bool(cfg.sampling.get("stop_at_answer_end")))
       model = common.init_policy(cfg, mesh, vocab_size=tok.vocab_size)
@@ -73,7 +74,11 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
       graphdef, params, extra = split_model(model)
       tx = make_optimizer(dict(cfg.optim))
       use_ref = gcfg.uses_reference
-      it = iter(dataset_from_config(cfg.data, tok))
+      # Every process reads the whole global prompt batch, in the same order: host rollouts are
+      # then identical everywhere (group ids global, no gather of Python objects), the sampler and
+      # the update take the same host inputs on every process, and the data position is one state,
+      # whatever the process count (a run resumes on another number of hosts).
+      it = iter(dataset_from_config(cfg.data, tok, process_index=0, process_count=1))
       restored, meta = run.restore({"state": init_train_state(params, extra, tx, seed=int(cfg.seed)),
                                     "ref": copy_tree(params) if use_ref else None}, data_iterator=it)
       state, ref_params, rollout = restored["state"], restored["ref"], int(meta.get("rollout", 0))
@@ -103,8 +108,8 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
                                        dynamic=gcfg.dynamic_sampling, max_draws=gcfg.dynamic_sampling_max_draws)
         # 2. Score: reference log-probs, group advantages, the training arrays.
         t_gen = time.perf_counter()
-        ref_fn = None if ref_params is None else lambda b: ref_lp(ref_params, state.extra, {
-            k: jax.device_put(b[k], batch_sh) for k in ("tokens", "targets", "positions", "segment_ids")})
+        ref_fn = None if ref_params is None else lambda b: host_get(ref_lp(ref_params, state.extra, {
+            k: jax.device_put(b[k], batch_sh) for k in ("tokens", "targets", "positions", "segment_ids")}))
         scored = score_rollout(roll, gcfg, ref_logprobs_fn=ref_fn, length_multiple=int(cfg.train.length_multiple))
         # 3. Update: whole-group minibatches, num_epochs passes; metrics pulled once per rollout.
         t_score = time.perf_counter()

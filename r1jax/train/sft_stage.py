@@ -7,6 +7,7 @@ import time
 import jax
 import numpy as np
 
+from r1jax.parallel.multihost import host_get
 from r1jax.train import common
 from r1jax.train.config_check import ConfigError, check_training
 from r1jax.train.sft import SFT_KEYS, make_sft_step
@@ -38,7 +39,7 @@ class LateMetrics:
       return {}
     step, metrics, started = self.pending
     self.pending = None
-    row = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+    row = {f"train/{k}": float(v) for k, v in host_get(metrics).items()}
     # step + the next one's dispatch: per-step time over a log interval is time/step's mean.
     return self.run.log(step, {**row, "time/step": time.perf_counter() - started})
 

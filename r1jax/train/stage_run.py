@@ -33,7 +33,7 @@ class StageRun:
   """Workdir, preemption handler, mesh, tokenizer, checkpointer, metrics, progress and export."""
 
   def __init__(self, cfg, workdir: str, *, default_name: str, tokenizer: bool = True, checkpoints: bool = True,
-               tensorboard: bool = True):
+               tensorboard: bool = True, shared_data: bool = False):
     os.makedirs(workdir, exist_ok=True)
     install_preemption_handler()
     self.cfg, self.workdir = cfg, workdir
@@ -41,8 +41,10 @@ class StageRun:
     self.is_main = jax.process_index() == 0
     self.mesh = common.build_mesh(cfg)
     self.tokenizer = common.load_tokenizer(cfg, workdir) if tokenizer else None
-    self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints)) \
-        if checkpoints else None
+    # shared_data: every process iterates the same data (GRPO prompts), so one iterator state is
+    # saved, by process 0, and restores on any process count.
+    self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints),
+                             shared_data=shared_data) if checkpoints else None
     self.writer = MetricsWriter(workdir, enabled=self.is_main, tensorboard=tensorboard)
     self.bar: Optional[Progress] = None
     self._mesh_context = None

@@ -1,0 +1,116 @@
+"""Stages across real processes: 2 JAX processes x 2 CPU devices over Gloo (the multi-host code
+path of a TPU VM slice or a GPU cluster), against 1 process x 4 devices on the same global mesh.
+
+- GRPO (R1-Zero, micro): 3 rollouts on 2 processes end with the parameters of 3 rollouts on 1
+  process; a checkpoint written by 2 processes resumes in 1, and one written by 1 resumes in 2.
+- SFT (cold start, micro, unpacked rows so both runs see the same global batches): 3 steps on 2
+  processes equal 3 steps on 1.
+- The 2-process export is one HF directory that `transformers` loads, with r1jax's logits.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RL_MICRO = ["--config.train.eval_every=0", "--config.train.plots=False", "--config.grpo.max_completion_length=12",
+            "--config.grpo.num_generations=4", "--config.grpo.prompts_per_step=2", "--config.grpo.num_minibatches=2",
+            "--config.grpo.logprob_chunk_size=64", "--config.train.checkpoint_every=1", "--config.train.progress=False"]
+# Rows of up to 512 tokens: none is filtered out, so the two processes' strided shards together are
+# exactly the one process's global batches (a filtered row would shift one shard).
+SFT_MICRO = ["--config.train.log_every=1", "--config.data.batch_size=4", "--config.data.seq_len=512",
+             "--config.data.corpus_size=64", "--config.tokenizer.vocab_size=400", "--config.data.pack=False",
+             "--config.train.logprob_chunk_size=128", "--config.train.progress=False"]
+TOL = 1e-5
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _run(config: str, workdir: str, flags, *, processes: int, cache: str, timeout: int = 600) -> float:
+  """Runs the CLI on `processes` processes (4 CPU devices in all); returns the wall time."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes}")
+  cmd = [sys.executable, "-m", "r1jax", f"--config={os.path.join(ROOT, 'experiments', config)}",
+         f"--workdir={workdir}", f"--config.compilation_cache_dir={cache}", *flags]
+  if processes > 1:
+    port = _free_port()
+    cmds = [cmd + [f"--config.distributed.num_processes={processes}", f"--config.distributed.process_id={i}",
+                   f"--config.distributed.coordinator_address=127.0.0.1:{port}"] for i in range(processes)]
+  else:
+    cmds = [cmd]
+  t0 = time.perf_counter()
+  procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in cmds]
+  logs = []
+  try:
+    for p in procs:
+      logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for i, (p, log) in enumerate(zip(procs, logs)):
+    assert p.returncode == 0, f"process {i} of {processes} failed:\n{log[-4000:]}"
+  return time.perf_counter() - t0
+
+
+def _params(workdir):
+  from safetensors.numpy import load_file
+
+  return load_file(os.path.join(workdir, "final", "model.safetensors"))
+
+
+def _max_diff(a, b) -> float:
+  assert a.keys() == b.keys()
+  return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in a)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.mark.slow
+def test_grpo_on_two_processes_equals_one_and_resumes_across_process_counts(tmp_path, cache):
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  t1 = _run("r1_zero.py:tiny", one, ["--config.train.rollouts=3", *RL_MICRO], processes=1, cache=cache)
+  t2 = _run("r1_zero.py:tiny", two, ["--config.train.rollouts=3", *RL_MICRO], processes=2, cache=cache)
+  reference = _params(one)
+  assert _max_diff(reference, _params(two)) <= TOL
+  print(f"GRPO 3 rollouts: 1 process {t1:.1f} s, 2 processes {t2:.1f} s (wall, compile included)")
+  # 2 processes write rollouts 1-2, 1 process resumes for rollout 3; and the other way round.
+  for first, then, name in ((2, 1, "two_then_one"), (1, 2, "one_then_two")):
+    wd = str(tmp_path / name)
+    _run("r1_zero.py:tiny", wd, ["--config.train.rollouts=2", *RL_MICRO], processes=first, cache=cache)
+    _run("r1_zero.py:tiny", wd, ["--config.train.rollouts=3", *RL_MICRO], processes=then, cache=cache)
+    assert _max_diff(reference, _params(wd)) <= TOL, name
+
+
+@pytest.mark.slow
+def test_sft_on_two_processes_equals_one_and_its_export_loads_in_transformers(tmp_path, cache):
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  flags = ["--config.train.steps=3", "--config.train.checkpoint_every=3", *SFT_MICRO]
+  _run("cold_start.py:tiny", one, flags, processes=1, cache=cache)
+  _run("cold_start.py:tiny", two, flags, processes=2, cache=cache)
+  assert _max_diff(_params(one), _params(two)) <= TOL
+
+  import torch
+  import transformers
+
+  from r1jax.convert.hf import load_hf_model
+
+  final = os.path.join(two, "final")
+  _, model = load_hf_model(final)
+  tokens = np.arange(1, 17, dtype=np.int32)[None] % model.cfg.vocab_size
+  ours = np.asarray(model(tokens).logits, np.float64)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32).eval()
+  with torch.no_grad():
+    theirs = hf(torch.as_tensor(tokens, dtype=torch.long)).logits.numpy().astype(np.float64)
+  np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=2e-4)
