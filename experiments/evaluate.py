@@ -5,6 +5,8 @@
 """
 import ml_collections
 
+from r1jax.train.configs import distributed_config
+
 from r1jax.data.config import data_config
 
 
@@ -23,7 +25,7 @@ def get_config(arg: str = "tiny"):
                                           max_new_tokens=32768, seed=1234, difficulty=1))
   c.compilation_cache = True
   c.compilation_cache_dir = ""
-  c.distributed = ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
+  c.distributed = distributed_config()
   if arg == "tiny":
     c.eval.n, c.eval.k, c.eval.max_new_tokens = 128, 4, 192  # the demo: >= 128 problems, k >= 4
   elif arg == "paper":

@@ -39,6 +39,7 @@ Arguments (`--config=experiments/<file>.py:<arg>`):
 import ml_collections
 
 from r1jax.data.config import data_config
+from r1jax.train.configs import distributed_config
 
 
 def rejection_base() -> ml_collections.ConfigDict:
@@ -49,6 +50,7 @@ def rejection_base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.progress = True
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, expert=1, tensor=1))
+  c.distributed = distributed_config()
   c.model = ml_collections.ConfigDict(dict(preset="", init_from="", overrides={}))
   c.tokenizer = ml_collections.ConfigDict(dict(path="", train_corpus="", vocab_size=1024, seed=0))
   c.data = data_config("rl")

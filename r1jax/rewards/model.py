@@ -236,8 +236,10 @@ def save_reward_model(model: RewardModel, directory: str, *, kind: str,
   if kind not in RM_KINDS:
     raise ValueError(f"reward model kind {kind!r} is not one of {RM_KINDS}")
   save_hf_model(model.backbone, directory)
-  np.savez(os.path.join(directory, HEAD_FILE), weight=np.asarray(model.score_head[...], np.float32),
-           bias=np.asarray(model.score_bias[...], np.float32))
+  from r1jax.parallel.multihost import host_get
+
+  np.savez(os.path.join(directory, HEAD_FILE), weight=np.asarray(host_get(model.score_head[...]), np.float32),
+           bias=np.asarray(host_get(model.score_bias[...]), np.float32))
   if isinstance(tokenizer, SentencePieceTokenizer):
     tokenizer.save(os.path.join(directory, "tokenizer.model"))
   elif isinstance(tokenizer, (str, os.PathLike)):

@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from r1jax.models.reward_head import RewardModel, make_score_fn, split_reward_model
+from r1jax.parallel.multihost import host_get, sync
 from r1jax.rewards.model import META_FILE, RM_KINDS, save_reward_model
 from r1jax.train import common
 from r1jax.train import reward_model as trm
@@ -168,7 +169,7 @@ def evaluate(kind: str, model: RewardModel, tokenizer, records: Sequence[Mapping
     scores, labels = [], []
     for b in trm.eval_batches(kind, records, tokenizer, **kw):
       keep = np.asarray(b["valid"]) > 0
-      scores.append(np.asarray(score(params, extra, b["tokens"], b["lengths"]))[keep])
+      scores.append(np.asarray(host_get(score(params, extra, b["tokens"], b["lengths"])))[keep])
       labels.append(np.asarray(b["labels"])[keep])
     out["eval/auc"] = roc_auc(np.concatenate(scores), np.concatenate(labels))
   return out
@@ -178,9 +179,15 @@ def evaluate(kind: str, model: RewardModel, tokenizer, records: Sequence[Mapping
 
 
 def export_reward_model(model: RewardModel, tokenizer, cfg, workdir: str, template) -> str:
-  """<workdir>/final via `save_reward_model`, written to a temp dir and renamed (process 0 only)."""
+  """<workdir>/final via `save_reward_model`, written to a temp dir and renamed by process 0 (the
+  others take part in the per-tensor gathers of a model sharded across processes)."""
+  from r1jax.convert.hf import drain_hf_tensors
+
   out = os.path.join(workdir, common.FINAL)
   if jax.process_index() != 0:
+    drain_hf_tensors(model.backbone)
+    host_get((model.score_head[...], model.score_bias[...]))
+    sync("reward model exported")
     return out
   tmp = out + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -190,6 +197,7 @@ def export_reward_model(model: RewardModel, tokenizer, cfg, workdir: str, templa
                     template=template, max_len=int(cfg.data.max_len))
   shutil.rmtree(out, ignore_errors=True)
   os.replace(tmp, out)
+  sync("reward model exported")
   return out
 
 
@@ -234,7 +242,7 @@ def run_reward_model(cfg, workdir: str, checked=None) -> dict:
     for step, state, m, batch in steps:
       row = {}
       if step % log_every == 0 or step == total:
-        row = {**{f"train/{k}": float(v) for k, v in m.items()},
+        row = {**{f"train/{k}": float(v) for k, v in host_get(m).items()},
                "train/dropped_total": float(batch.get("dropped_total", 0))}
       if heldout and eval_every and step % eval_every == 0 and step != total:
         row.update(evaluate(kind, merge(graphdef, state.params, state.extra), tok, heldout, **eval_kw))

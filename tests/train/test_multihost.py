@@ -114,3 +114,43 @@ def test_sft_on_two_processes_equals_one_and_its_export_loads_in_transformers(tm
   with torch.no_grad():
     theirs = hf(torch.as_tensor(tokens, dtype=torch.long)).logits.numpy().astype(np.float64)
   np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.slow
+def test_sampling_and_reward_model_stages_on_two_processes_match_one(tmp_path, cache):
+  """Rejection sampling and evaluation (the sampler on the global batch, writes by process 0) give
+  the very dataset and table of one process; a reward model trains and exports on two."""
+  import json
+
+  ckpt_dir = str(tmp_path / "policy")
+  _run("cold_start.py:tiny", ckpt_dir, ["--config.train.steps=2", *SFT_MICRO], processes=1, cache=cache)
+  ckpt = os.path.join(ckpt_dir, "final")
+  rejection = ["--config.model.preset=", f"--config.model.init_from={ckpt}", "--config.tokenizer.train_corpus=",
+               "--config.progress=False", "--config.data.task.n=4", "--config.sampling.k=2",
+               "--config.sampling.max_new_tokens=16", "--config.sampling.batch_prompts=4",
+               "--config.rejection.shard_prompts=4", "--config.rejection.min_kept=0", "--config.mix.ratio=1.0"]
+  evaluate = [f"--config.checkpoints=policy={ckpt}", "--config.eval.tasks=addition", "--config.eval.n=4",
+              "--config.eval.k=2", "--config.eval.max_new_tokens=16"]
+  out = {}
+  for n in (1, 2):
+    _run("rejection_sft.py:tiny", str(tmp_path / f"rejection{n}"), rejection, processes=n, cache=cache)
+    _run("evaluate.py:tiny", str(tmp_path / f"eval{n}"), evaluate, processes=n, cache=cache)
+    stats = json.load(open(tmp_path / f"rejection{n}" / "stats.json"))
+    out[n] = (open(tmp_path / f"rejection{n}" / "data" / "rejection_sft.jsonl").read(),
+              {k: stats[k] for k in ("completions", "correct", "kept")},
+              open(tmp_path / f"eval{n}" / "eval_table.md").read())
+  assert out[1][1]["completions"] == 16
+  assert out[1] == out[2]
+
+  rm = str(tmp_path / "rm")
+  _run("reward_model.py:tiny", rm, [f"--config.model.init_from={ckpt}", "--config.model.preset=",
+                                    "--config.train.steps=3", "--config.train.log_every=1",
+                                    "--config.data.corpus_size=48", "--config.data.batch_size=4",
+                                    "--config.data.max_len=160", "--config.rm.eval_fraction=0.25",
+                                    "--config.rm.eval_batch_size=8", "--config.train.progress=False"],
+       processes=2, cache=cache)
+  from r1jax.rewards.model import load_reward_model
+
+  result = json.load(open(os.path.join(rm, "eval.json")))
+  assert result["steps"] == 3 and np.isfinite(result["eval/loss"]) and result["eval/count"] == 12
+  assert load_reward_model(os.path.join(rm, "final")).kind == "helpfulness"
