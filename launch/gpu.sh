@@ -58,10 +58,8 @@ while (($#)); do
   case $arg in
     --) break ;;
     -h | --help) usage; exit 0 ;;
-    --*=*) opt=${arg%%=*} val=${arg#*=} has_val=1 ;;
-    --*) opt=$arg val="" has_val=0 ;;
-    *) die "unexpected argument '$arg' (r1jax arguments go after --)" ;;
   esac
+  split_option "$arg"
   case $opt in
     --install | --dry-run)
       ((!has_val)) || die "option $opt takes no value"
@@ -83,11 +81,9 @@ while (($#)); do
         --gpus) [[ $val =~ ^[0-9]+(,[0-9]+)*$ ]] || die "option --gpus needs GPU indices like 0,1,2,3 (got '$val')"
           GPUS=$val ;;
         --python) PY=$val ;;
-        --mem-fraction) [[ $val =~ ^(0?\.[0-9]+|1(\.0*)?)$ ]] || die "option --mem-fraction needs a number in (0, 1] (got '$val')"
-          MEM_FRACTION=$val ;;
+        --mem-fraction) check_mem_fraction "$val"; MEM_FRACTION=$val ;;
         --xla-flags) XLA_FLAGS_VALUE=$val ;;
-        --env) [[ $val =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "option --env needs KEY=VALUE (got '$val')"
-          ENVS+=("$val") ;;
+        --env) check_env_value "$val"; ENVS+=("$val") ;;
       esac
       ;;
     *) die "unknown option $opt" ;;

@@ -69,10 +69,8 @@ while (($#)); do
   case $arg in
     --) break ;;
     -h | --help) usage | sed "s|REPO_ROOT_HERE|$REPO_ROOT|"; exit 0 ;;
-    --*=*) opt=${arg%%=*} val=${arg#*=} has_val=1 ;;
-    --*) opt=$arg val="" has_val=0 ;;
-    *) die "unexpected argument '$arg' (r1jax arguments go after --)" ;;
   esac
+  split_option "$arg"
   case $opt in
     --per-gpu | --exclusive | --requeue | --no-distributed | --dry-run)
       ((!has_val)) || die "option $opt takes no value"
@@ -119,11 +117,9 @@ while (($#)); do
         --setup) SETUP+=("$val") ;;
         --python) PY=$val ;;
         --repo-dir) REPO_DIR=$val ;;
-        --mem-fraction) [[ $val =~ ^(0?\.[0-9]+|1(\.0*)?)$ ]] || die "option --mem-fraction needs a number in (0, 1] (got '$val')"
-          MEM_FRACTION=$val ;;
+        --mem-fraction) check_mem_fraction "$val"; MEM_FRACTION=$val ;;
         --xla-flags) XLA_FLAGS_VALUE=$val ;;
-        --env) [[ $val =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "option --env needs KEY=VALUE (got '$val')"
-          ENVS+=("$val") ;;
+        --env) check_env_value "$val"; ENVS+=("$val") ;;
       esac
       ;;
     *) die "unknown option $opt" ;;

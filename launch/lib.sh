@@ -76,5 +76,26 @@ check_r1jax_args() {
   ((has_config)) || die "missing r1jax --config=FILE[:PRESET] after -- (e.g. -- --config=experiments/r1_zero.py:tiny)"
 }
 
+# split_option ARG: sets opt, val and has_val (1 for --opt=VALUE, 0 for --opt) for the launchers'
+# option loops; a bare argument is a usage error (r1jax arguments go after --).
+# shellcheck disable=SC2034  # opt, val and has_val are read by the launchers
+split_option() {
+  case $1 in
+    --*=*) opt=${1%%=*} val=${1#*=} has_val=1 ;;
+    --*) opt=$1 val="" has_val=0 ;;
+    *) die "unexpected argument '$1' (r1jax arguments go after --)" ;;
+  esac
+}
+
+# check_env_value VALUE: the value of --env is KEY=VALUE.
+check_env_value() {
+  [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "option --env needs KEY=VALUE (got '$1')"
+}
+
+# check_mem_fraction VALUE: the value of --mem-fraction is a number in (0, 1].
+check_mem_fraction() {
+  [[ $1 =~ ^(0?\.[0-9]+|1(\.0*)?)$ ]] || die "option --mem-fraction needs a number in (0, 1] (got '$1')"
+}
+
 # is_uint VALUE: a non-negative integer.
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }

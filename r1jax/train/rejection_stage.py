@@ -35,7 +35,7 @@ import numpy as np
 from flax import nnx
 
 from r1jax.train import common, rejection
-from r1jax.train.config_check import ConfigError
+from r1jax.train.config_check import ConfigError, check_model, need_positive, need_sections
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +55,10 @@ def source_tag(cfg) -> str:
 # ------------------------------------------------------------------------------------- config
 
 
-def _positive(section, key: str, where: str, allow_zero: bool = False) -> None:
-  if key not in section:
-    raise ConfigError(f"config.{where}.{key}: missing")
-  value = section[key]
-  ok = value >= 0 if allow_zero else value > 0
-  if not ok:
-    raise ConfigError(f"config.{where}.{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-
-
 def check_rejection_config(cfg) -> None:
   """Start-of-run checks for a kind="rejection" config; each error names its key."""
-  for key in ("model", "tokenizer", "data", "sampling", "rejection", "filters", "mix", "output"):
-    if key not in cfg:
-      raise ConfigError(f"config.{key}: missing")
-  m = cfg.model
-  if not m.get("init_from") and not m.get("preset"):
-    raise ConfigError("config.model: set model.init_from (the RL / teacher checkpoint dir) or model.preset")
-  if m.get("init_from") and not os.path.exists(os.path.join(m.init_from, "config.json")):
-    raise ConfigError(f"config.model.init_from: {m.init_from!r} has no config.json (not a checkpoint dir)")
+  need_sections(cfg, ("model", "tokenizer", "data", "sampling", "rejection", "filters", "mix", "output"))
+  check_model(cfg)  # the RL export (rejection sampling) or the teacher (distillation)
   if cfg.data.kind != "rl":
     raise ConfigError(f"config.data.kind: rejection sampling reads 'rl' prompts, got {cfg.data.kind!r}")
   if not cfg.data.spec.paths:
@@ -86,20 +71,17 @@ def check_rejection_config(cfg) -> None:
       if name not in tasks.REASONING_TASKS:
         raise ConfigError(f"config.data.task.name: unknown task {name!r}; known: {sorted(tasks.REASONING_TASKS)}")
   s = cfg.sampling
-  for key in ("k", "max_new_tokens", "batch_prompts"):
-    _positive(s, key, "sampling")
-  _positive(s, "temperature", "sampling", allow_zero=True)
-  _positive(s, "num_slots", "sampling", allow_zero=True)
+  need_positive(s, ("k", "max_new_tokens", "batch_prompts"), "sampling")
+  need_positive(s, ("temperature", "num_slots"), "sampling", allow_zero=True)
   if not 0.0 < s.top_p <= 1.0:
     raise ConfigError(f"config.sampling.top_p: must be in (0, 1], got {s.top_p}")
   if s.temperature == 0 and s.k > 1:
     log.warning("config.sampling: temperature 0 (greedy) with k=%d gives k identical samples", s.k)
   r = cfg.rejection
-  _positive(r, "keep_per_prompt", "rejection")
+  need_positive(r, ("keep_per_prompt",), "rejection")
   if r.keep_per_prompt > s.k:
     raise ConfigError(f"config.rejection.keep_per_prompt={r.keep_per_prompt} exceeds sampling.k={s.k}")
-  for key in ("num_prompts", "shard_prompts", "min_kept"):
-    _positive(r, key, "rejection", allow_zero=True)
+  need_positive(r, ("num_prompts", "shard_prompts", "min_kept"), "rejection", allow_zero=True)
   from r1jax.rewards import registry
 
   if r.reward not in registry.available():

@@ -36,7 +36,7 @@ from r1jax.parallel.multihost import host_get, sync
 from r1jax.rewards.model import META_FILE, RM_KINDS, save_reward_model
 from r1jax.train import common
 from r1jax.train import reward_model as trm
-from r1jax.train.config_check import ConfigError, check_model, need_sections
+from r1jax.train.config_check import ConfigError, check_model, need_positive, need_sections
 from r1jax.train.stage_run import StageRun
 from r1jax.train.state import init_train_state, make_optimizer, merge
 
@@ -72,11 +72,9 @@ def check_reward_model_config(cfg) -> None:
         raise ConfigError(f"config.{key}: {path} does not exist")
   if not 0.0 <= float(cfg.rm.eval_fraction) < 1.0:
     raise ConfigError(f"config.rm.eval_fraction: must be in [0, 1), got {cfg.rm.eval_fraction}")
-  positive = [f"train.{k}" for k in ("steps", "log_every", "checkpoint_every", "keep_checkpoints")]
-  for key in positive + ["rm.eval_batch_size", "data.batch_size"]:
-    section, field = key.split(".")
-    if int(cfg[section][field]) <= 0:
-      raise ConfigError(f"config.{key}: must be > 0, got {cfg[section][field]}")
+  need_positive(cfg.train, ("steps", "log_every", "checkpoint_every", "keep_checkpoints"), "train")
+  need_positive(cfg.rm, ("eval_batch_size",), "rm")
+  need_positive(cfg.data, ("batch_size",), "data")
   if int(cfg.rm.eval_every) < 0:
     raise ConfigError(f"config.rm.eval_every: must be >= 0 (0: only at the end), got {cfg.rm.eval_every}")
   if int(cfg.data.max_len) < 2:

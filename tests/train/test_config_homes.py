@@ -4,30 +4,16 @@ CLI's flags, a pipeline's overrides) yet can be set on their own; a data section
 fields its pipeline kind reads; every stage kind has its check and its runner in the stage table."""
 import importlib
 import inspect
-import os
-import sys
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
 from r1jax.data.config import data_config
 from r1jax.rl.config import GRPOConfig
 from r1jax.train import stages
 from r1jax.train.config_check import ConfigError
 from r1jax.train.pipeline import apply_overrides, load_experiment
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXPERIMENTS = os.path.join(ROOT, "experiments")
-
-
-def _cli_config(monkeypatch, spec, *overrides):
-  argv = ["r1jax", f"--config={os.path.join(EXPERIMENTS, spec)}", *overrides]
-  monkeypatch.setattr(sys, "argv", argv)
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "experiment", flag_values=fv, lock_config=True)
-  fv(argv)
-  return fv.config
+from tests.train.test_experiment_configs import EXPERIMENTS
+from tests.train.test_experiment_configs import _parse as _cli_config  # what the CLI does with flags
 
 
 def test_derived_fields_follow_their_sources(monkeypatch):
