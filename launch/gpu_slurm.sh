@@ -17,8 +17,9 @@ Submits (sbatch, script on stdin) a job that runs, on every node,
 num_processes=0 makes r1jax call jax.distributed.initialize() with no arguments; JAX reads the
 coordinator (first node, port from the job id), process count and id from SLURM_* variables.
 
-Processes: one per node by default, each driving all G GPUs of its node (JAX_LOCAL_DEVICE_IDS is
-set to 0..G-1: without it JAX's SLURM detection would give each process only GPU $SLURM_LOCALID).
+Processes: one per node by default, each driving all G GPUs of its node
+(--config.distributed.local_device_ids=0,..,G-1 is added: without it JAX's SLURM detection would
+give each process only GPU $SLURM_LOCALID).
 --per-gpu: one process per GPU (ntasks-per-node = G; JAX picks GPU SLURM_LOCALID; srun
 --gpu-bind=none so every task sees all the node's GPUs and JAX's index is right).
 The repository and the workdir must be on a filesystem all nodes share; PYTHON needs r1jax
@@ -132,6 +133,11 @@ check_r1jax_args ${R1JAX_ARGS[@]+"${R1JAX_ARGS[@]}"}
 
 STAGE_ARGV=(${R1JAX_ARGS[@]+"${R1JAX_ARGS[@]}"} --workdir="$WORKDIR")
 ((!DISCOVER || HAS_NUM_PROCESSES)) || STAGE_ARGV+=(--config.distributed.num_processes=0)
+if ((!PER_GPU)); then  # each process drives all its node's GPUs
+  ids=0
+  for ((i = 1; i < GPUS; i++)); do ids+=",$i"; done
+  STAGE_ARGV+=(--config.distributed.local_device_ids="$ids")
+fi
 SRUN=(srun --kill-on-bad-exit=1)
 [[ -z $CPUS ]] || SRUN+=(--cpus-per-task="$CPUS")  # srun no longer inherits sbatch's (SLURM >= 22.05)
 ((!PER_GPU)) || SRUN+=(--gpu-bind=none)
@@ -165,11 +171,6 @@ quote "$REPO_DIR"
 S+=("cd $REPLY")
 quote "XLA_PYTHON_CLIENT_MEM_FRACTION=$MEM_FRACTION"
 S+=("export $REPLY")
-if ((!PER_GPU)); then
-  ids=0
-  for ((i = 1; i < GPUS; i++)); do ids+=",$i"; done
-  S+=("export JAX_LOCAL_DEVICE_IDS=$ids  # each process drives all its node's GPUs")
-fi
 if [[ -n $XLA_FLAGS_VALUE ]]; then
   quote "XLA_FLAGS=$XLA_FLAGS_VALUE"
   S+=("export $REPLY")

@@ -6,12 +6,12 @@ or mistyped key is named. Running again on the same workdir resumes.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from r1jax import fs
 from r1jax.train.stages import run_stage, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:preset]", lock_config=True)
@@ -27,7 +27,7 @@ def run_config(cfg, workdir: str):
     import jax
 
     # Under the workdir (never $HOME) unless compilation_cache_dir names a shared one.
-    cache = cfg.get("compilation_cache_dir", "") or os.path.join(workdir, ".jax_cache")
+    cache = cfg.get("compilation_cache_dir", "") or fs.join(workdir, ".jax_cache")
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   return run_stage(cfg, workdir, checked)

@@ -23,6 +23,8 @@ FORBIDDEN = {
     "data": {"models", "rl", "rewards", "train", "sampling", "eval", "convert", "cli", "sweep"},
     "eval": {"train", "cli", "sweep"},
     "train": {"cli", "sweep"},
+    # The path layer every other layer uses (workdirs on disks and buckets): it uses none of them.
+    "fs.py": {"models", "parallel", "convert", "rl", "rewards", "sampling", "data", "eval", "train", "cli", "sweep"},
 }
 # Learned reward models wrap the policy architecture (DESIGN.md) and tokenize their input.
 EXCEPTIONS = {("rewards/model.py", "models"), ("rewards/model.py", "convert"), ("rewards/model.py", "parallel"),

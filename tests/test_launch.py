@@ -307,12 +307,12 @@ def test_slurm_dry_run_prints_sbatch_script_with_srun(env, tmp_path):
   assert script[0] == "#!/bin/bash"
   for line in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
                "#SBATCH --partition=gpu", "#SBATCH --time=24:00:00", "#SBATCH --requeue",
-               "#SBATCH --cpus-per-task=32", "export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7",
-               "module load cuda"]:
+               "#SBATCH --cpus-per-task=32", "module load cuda"]:
     assert any(s.startswith(line) for s in script), (line, script)
   srun = [shlex.split(s) for s in script if s.startswith("srun ")]
   assert len(srun) == 1
-  assert after_module(srun[0]) == R1JAX_ARGS + ["--workdir=/shared/runs/x", "--config.distributed.num_processes=0"]
+  assert after_module(srun[0]) == R1JAX_ARGS + ["--workdir=/shared/runs/x", "--config.distributed.num_processes=0",
+                                                "--config.distributed.local_device_ids=0,1,2,3,4,5,6,7"]
 
   # The script itself, run by bash with a recording srun: the same argv arrives.
   fake_bin = tmp_path / "slurm-bin"
@@ -338,7 +338,7 @@ def test_slurm_per_gpu(env):
              "--config=experiments/r1_zero.py:tiny", env=env)
   script = sbatch_script(p.stdout)
   assert "#SBATCH --ntasks-per-node=4" in script and "#SBATCH --gpus-per-node=4" in script
-  assert not any("JAX_LOCAL_DEVICE_IDS" in s for s in script)
+  assert not any("local_device_ids" in s for s in script)
   assert "--gpu-bind=none" in shlex.split([s for s in script if s.startswith("srun ")][0])
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from r1jax import fs
 from r1jax.convert import hf_config, safetensors_io
 from r1jax.models.config import ModelConfig
 from r1jax.models.transformer import Transformer
@@ -122,11 +123,10 @@ def _place(host: np.ndarray, sharding, dtype) -> jax.Array:
 
 
 def read_hf_config(path: str) -> dict:
-  cfg_path = os.path.join(path, "config.json")
-  if not os.path.exists(cfg_path):
+  cfg_path = fs.join(path, "config.json")
+  if not fs.exists(cfg_path):
     raise FileNotFoundError(f"{path}: no config.json (expected a Hugging Face checkpoint directory)")
-  with open(cfg_path) as f:
-    return json.load(f)
+  return fs.read_json(cfg_path)
 
 
 def load_hf_model(path: str, mesh: Optional[Mesh] = None, dtype: Optional[str] = None,
@@ -237,7 +237,12 @@ def drain_hf_tensors(model: Transformer, dtype: Optional[str] = None) -> None:
 
 def save_hf_model(model: Transformer, path: str, *, dtype: Optional[str] = None,
                   max_shard_bytes: int = 5 << 30, extra_config: Optional[dict] = None) -> str:
-  """Writes config.json + safetensors (sharded with an index past max_shard_bytes) in HF layout."""
+  """Writes config.json + safetensors (sharded with an index past max_shard_bytes) in HF layout.
+  A bucket path (gs://…) is written locally first and uploaded with config.json last."""
+  if fs.is_remote(path):
+    with fs.staged_dir(path, last=("config.json",)) as local:
+      save_hf_model(model, local, dtype=dtype, max_shard_bytes=max_shard_bytes, extra_config=extra_config)
+    return path
   os.makedirs(path, exist_ok=True)
   cfg_dict = hf_config.to_hf_config(model.cfg)
   if dtype:

@@ -1,7 +1,7 @@
 """Read and write safetensors checkpoints tensor by tensor (numpy; no torch).
 
-safetensors' numpy API covers the IEEE dtypes; bf16 and fp8 tensors are read through a memory map
-as `ml_dtypes` arrays, and DeepSeek-V3's blockwise-fp8 weights (`*.weight_scale_inv`, 128x128
+Tensors are read from the header's byte offsets (a memory map locally, a ranged read on object
+stores), bf16 and fp8 as `ml_dtypes` arrays, and DeepSeek-V3's blockwise-fp8 weights (`*.weight_scale_inv`, 128x128
 blocks) are dequantised on read.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Iterable, Mapping
 
 import ml_dtypes
 import numpy as np
-from safetensors import safe_open
+
+from r1jax import fs
 
 _RAW_DTYPES = {
     "BF16": ml_dtypes.bfloat16,
@@ -25,33 +26,40 @@ _NAME_OF.update({np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dt
                  np.dtype(np.int32): "I32", np.dtype(np.int64): "I64", np.dtype(np.bool_): "BOOL"})
 
 
-def _header(path: str) -> dict:
-  with open(path, "rb") as f:
+_DTYPES = {
+    **_RAW_DTYPES, "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def _header(path: str) -> tuple[dict, int]:
+  """(the JSON header, the byte offset where tensor data starts)."""
+  with fs.open_file(path, "rb") as f:
     (n,) = struct.unpack("<Q", f.read(8))
-    return json.loads(f.read(n))
+    return json.loads(f.read(n)), 8 + n
 
 
 class TensorReader:
-  """All tensors of a checkpoint directory (single file or sharded with an index), read lazily."""
+  """All tensors of a checkpoint directory (single file or sharded with an index), read lazily:
+  memory-mapped on local disks, by byte range on object stores (`gs://…`)."""
 
   def __init__(self, directory: str):
     self.directory = directory
-    index = os.path.join(directory, "model.safetensors.index.json")
-    if os.path.exists(index):
-      with open(index) as f:
-        weight_map = json.load(f)["weight_map"]
-      self.where = {k: os.path.join(directory, v) for k, v in weight_map.items()}
+    index = fs.join(directory, "model.safetensors.index.json")
+    if fs.exists(index):
+      weight_map = fs.read_json(index)["weight_map"]
+      self.where = {k: fs.join(directory, v) for k, v in weight_map.items()}
     else:
-      files = sorted(p for p in os.listdir(directory) if p.endswith(".safetensors"))
+      files = [p for p in fs.listdir(directory) if p.endswith(".safetensors")]
       if not files:
         raise FileNotFoundError(f"{directory}: no *.safetensors files and no model.safetensors.index.json")
       self.where = {}
       for p in files:
-        full = os.path.join(directory, p)
-        for k in _header(full):
+        full = fs.join(directory, p)
+        for k in _header(full)[0]:
           if k != "__metadata__":
             self.where[k] = full
-    self._headers: dict[str, dict] = {}
+    self._headers: dict[str, tuple[dict, int]] = {}
 
   def keys(self) -> set[str]:
     return set(self.where)
@@ -62,9 +70,7 @@ class TensorReader:
   def _info(self, name: str) -> tuple[str, dict, int]:
     path = self.where[name]
     if path not in self._headers:
-      with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-      self._headers[path] = (_header(path), 8 + n)
+      self._headers[path] = _header(path)
     h, base = self._headers[path]
     return path, h[name], base
 
@@ -72,13 +78,17 @@ class TensorReader:
     if name not in self.where:
       raise KeyError(f"{self.directory}: tensor {name!r} not found in the checkpoint")
     path, info, base = self._info(name)
-    if info["dtype"] in _RAW_DTYPES:
-      start, end = info["data_offsets"]
-      arr = np.memmap(path, dtype=np.uint8, mode="r", offset=base + start, shape=(end - start,))
-      out = np.asarray(arr).view(_RAW_DTYPES[info["dtype"]]).reshape(info["shape"])
+    if info["dtype"] not in _DTYPES:
+      raise ValueError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which r1jax does not read")
+    dtype = np.dtype(_DTYPES[info["dtype"]])
+    start, end = info["data_offsets"]
+    if fs.is_remote(path):
+      with fs.open_file(path, "rb") as f:
+        f.seek(base + start)
+        raw = np.frombuffer(f.read(end - start), np.uint8)
     else:
-      with safe_open(path, framework="np") as f:
-        out = f.get_tensor(name)
+      raw = np.memmap(path, dtype=np.uint8, mode="r", offset=base + start, shape=(end - start,))
+    out = np.asarray(raw).view(dtype).reshape(info["shape"])
     scale_name = name + "_scale_inv"
     if out.dtype in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2) and scale_name in self.where:
       out = dequantize_blockwise(out, self.get(scale_name))

@@ -6,14 +6,19 @@ schema of the spec's `kind` and returns either a canonical record (a dict with c
 a short reason string; the sources turn reasons into counted, logged skips with file:line.
 
 Canonical fields by kind (required ones first; `task`, `language` and `id` are optional for all):
-  rl, eval     prompt: str, answer: str | int | float | list | dict
-  sft          (prompt: str and response: str) or messages: list[{role, content}] or text: str
+  rl, eval     prompt: str, answer: str | int | float | list | dict (no NaN / Infinity in it)
+  sft          (prompt: str and response: str) or messages: list[{role, content}] or text: str;
+               the response, the text and every assistant turn are non-blank (an empty one would
+               train prompt -> EOS)
   preference   prompt: str, chosen: str, rejected: str
   pointwise    prompt: str, response: str, label: 0/1 (int, bool or 0.0/1.0)
+Every string in a record (nested ones too) must encode as UTF-8: JSON's "\ud800" escape gives a
+lone surrogate, which would otherwise pass here and crash the tokenizer half way through an epoch.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Mapping
 
@@ -100,6 +105,36 @@ def _is_answer(v: Any) -> bool:
           and not (isinstance(v, str) and not v.strip()))
 
 
+def _non_finite(v: Any, where: str) -> str | None:
+  """The location of the first NaN / Infinity in `v` (nested lists and objects too), or None."""
+  if isinstance(v, float) and not math.isfinite(v):
+    return where
+  if isinstance(v, list):
+    return next((w for i, x in enumerate(v) if (w := _non_finite(x, f"{where}[{i}]"))), None)
+  if isinstance(v, dict):
+    return next((w for k, x in v.items() if (w := _non_finite(x, f"{where}.{k}"))), None)
+  return None
+
+
+def _check_encodable(v: Any, where: str) -> None:
+  """Raises _FieldError naming `where` (e.g. "messages[1].content") for a string, nested or a
+  dict key, that cannot be encoded as UTF-8 (a lone surrogate)."""
+  if isinstance(v, str):
+    try:
+      v.encode("utf-8")
+    except UnicodeEncodeError as e:
+      raise _FieldError(f"field {where!r}: not valid text, a lone surrogate "
+                        f"U+{ord(v[e.start]):04X} at character {e.start} (cannot be encoded as "
+                        f"UTF-8)") from None
+  elif isinstance(v, list):
+    for i, x in enumerate(v):
+      _check_encodable(x, f"{where}[{i}]")
+  elif isinstance(v, dict):
+    for k, x in v.items():
+      _check_encodable(k, f"{where} key")
+      _check_encodable(x, f"{where}.{k}")
+
+
 def _label(v: Any) -> int | None:
   if isinstance(v, bool):
     return int(v)
@@ -140,6 +175,9 @@ def canonicalize(raw: Any, spec: DatasetSpec) -> dict[str, Any] | str:
     if spec.kind in ("rl", "eval"):
       rec["prompt"] = need("prompt", _is_str, "a string")
       rec["answer"] = need("answer", _is_answer, "a non-empty string, number, list or object")
+      bad = _non_finite(rec["answer"], spec.source_field("answer"))
+      if bad is not None:
+        raise _FieldError(f"field {bad!r}: NaN / Infinity is not an answer")
     elif spec.kind == "sft":
       rec.update(_sft_fields(get, need, spec))
     elif spec.kind == "preference":
@@ -162,6 +200,8 @@ def canonicalize(raw: Any, spec: DatasetSpec) -> dict[str, Any] | str:
         raise _FieldError(f"field {spec.source_field('id')!r}: expected a string or int, "
                           f"got {_type_name(v)}")
       rec["id"] = v
+    for name, v in rec.items():
+      _check_encodable(v, spec.source_field(name))
     return rec
   except _FieldError as e:
     return str(e)
@@ -183,8 +223,18 @@ def _sft_fields(get, need, spec: DatasetSpec) -> dict[str, Any]:
       raise _FieldError(str(e)) from e
     if not any(m["role"] == "assistant" for m in messages):
       raise _FieldError(f"field {spec.source_field('messages')!r}: no assistant turn to train on")
+    for i, m in enumerate(messages):
+      if m["role"] == "assistant" and not m["content"].strip():
+        raise _FieldError(f"field '{spec.source_field('messages')}[{i}].content': empty assistant "
+                          f"turn (it would train the model to end its turn at once)")
     return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
   if get("response") is None and get("text") is not None:
-    return {"text": need("text", _is_str, "a string")}
+    return {"text": _non_blank(need("text", _is_str, "a string"), spec.source_field("text"))}
   return {"prompt": need("prompt", _is_str, "a string"),
-          "response": need("response", _is_str, "a string")}
+          "response": _non_blank(need("response", _is_str, "a string"), spec.source_field("response"))}
+
+
+def _non_blank(v: str, key: str) -> str:
+  if not v.strip():
+    raise _FieldError(f"field {key!r}: empty (an SFT row would train prompt -> end of turn)")
+  return v

@@ -3,13 +3,16 @@
 Every source *prescans* its file when built: each row is decoded and checked against the spec
 (`records.canonicalize`), and only the positions of good rows are kept. So
 
-- bad rows (malformed JSON, a missing or wrong-typed field, invalid UTF-8) are skipped, counted
-  and logged with file:line *before* training starts: counts are exact and deterministic, and a
+- bad rows (malformed JSON, a missing or wrong-typed field, invalid UTF-8, a string with a lone
+  surrogate, a NaN / Infinity answer, an empty SFT response) are skipped, counted and logged with
+  file:line and the field *before* training starts: counts are exact and deterministic, and a
   bad row can never crash an epoch half way;
 - random access stays valid (index i is the i-th good row), which Grain's shuffle and per-process
   slicing need;
 - once a file's skip fraction exceeds `spec.max_skip_fraction`, building fails with a `DataError`
   naming the file, the counts and the first bad lines.
+
+A file that cannot be read at all (a truncated or non-Parquet file) is a `DataError` naming it.
 
 A record is a dict of canonical fields plus `_loc` ("file:line") and `id` (default: `_loc`).
 """
@@ -21,11 +24,13 @@ import json
 import logging
 import os
 import re
+import threading
 from typing import Any, Callable, Iterable, Sequence
 
 import grain
 import numpy as np
 
+from r1jax import fs
 from r1jax.data.records import DataError, DatasetSpec, canonicalize
 
 log = logging.getLogger(__name__)
@@ -95,13 +100,14 @@ def _finalize(rec: dict[str, Any], loc: str) -> dict[str, Any]:
 
 
 class JsonlSource(grain.sources.RandomAccessDataSource):
-  """JSON Lines with random access by byte offset (`os.pread`, so thread-safe reads)."""
+  """JSON Lines with random access by byte offset: `os.pread` on local files (thread-safe reads),
+  a seek + read under a lock on object stores (`gs://…`)."""
 
   def __init__(self, path: str, spec: DatasetSpec):
     self.path, self.spec = os.fspath(path), spec
     offsets, lengths, lines = [], [], []
     scan = _Prescan(self.path, spec)
-    with open(self.path, "rb") as f:
+    with fs.open_file(self.path, "rb") as f:
       offset = 0
       for lineno, raw in enumerate(f, start=1):
         size = len(raw)
@@ -123,14 +129,25 @@ class JsonlSource(grain.sources.RandomAccessDataSource):
     self._lengths = np.asarray(lengths, np.int64)
     self._lines = np.asarray(lines, np.int64)
     self._fd: int | None = None
+    self._remote = None  # (file object, lock) for a URL, opened on first read
+
+  def _read(self, offset: int, size: int) -> bytes:
+    if not fs.is_remote(self.path):
+      if self._fd is None:
+        self._fd = os.open(self.path, os.O_RDONLY)
+      return os.pread(self._fd, size, offset)
+    if self._remote is None:
+      self._remote = (fs.open_file(self.path, "rb"), threading.Lock())
+    f, lock = self._remote
+    with lock:
+      f.seek(offset)
+      return f.read(size)
 
   def __len__(self) -> int:
     return len(self._offsets)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    if self._fd is None:
-      self._fd = os.open(self.path, os.O_RDONLY)
-    raw = os.pread(self._fd, int(self._lengths[index]), int(self._offsets[index]))
+    raw = self._read(int(self._offsets[index]), int(self._lengths[index]))
     loc = f"{self.path}:{int(self._lines[index])}"
     parsed = _parse_json_line(raw)
     rec = parsed if isinstance(parsed, str) else canonicalize(parsed, self.spec)
@@ -140,7 +157,7 @@ class JsonlSource(grain.sources.RandomAccessDataSource):
 
   def __getstate__(self):  # picklable for multiprocess workers: reopen the file there
     state = dict(self.__dict__)
-    state["_fd"] = None
+    state["_fd"] = state["_remote"] = None
     return state
 
   def __del__(self):
@@ -193,16 +210,20 @@ class ParquetSource(_ValidatedRecords):
   """A Parquet file, read once into columns (the canonical fields only); 'line' = row number."""
 
   def __init__(self, path: str, spec: DatasetSpec):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     self.path, self.spec = os.fspath(path), spec
-    schema = pq.read_schema(self.path)
     wanted = {spec.source_field(n) for n in
               ("prompt", "answer", "response", "messages", "text", "chosen", "rejected", "label",
                "task", "language", "id")}
-    columns = [c for c in schema.names if c in wanted]
-    table = pq.read_table(self.path, columns=columns)
-    data = {c: table.column(c).to_pylist() for c in columns}
+    try:  # a truncated or non-Parquet file: pyarrow's message alone does not name it
+      schema = pq.read_schema(self.path)
+      columns = [c for c in schema.names if c in wanted]
+      table = pq.read_table(self.path, columns=columns)
+      data = {c: table.column(c).to_pylist() for c in columns}
+    except (pa.ArrowException, OSError) as e:
+      raise DataError(f"{self.path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
     self._validate(self.path, spec, ((f"{self.path}:row {row + 1}",
                                       {c: data[c][row] for c in columns if data[c][row] is not None})
                                      for row in range(table.num_rows)))
@@ -289,18 +310,27 @@ def open_source(spec: DatasetSpec) -> grain.sources.RandomAccessDataSource:
   """All files of a spec as one random-access source (prescanned; may raise DataError)."""
   sources = []
   for path in spec.paths:
-    if not os.path.exists(path):
+    if not fs.exists(path):
       raise FileNotFoundError(f"data.spec.paths: {path} does not exist")
     sources.append(_OPENERS[spec.format_of(path)](path, spec))
   return sources[0] if len(sources) == 1 else ConcatSource(sources)
 
 
 def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
-  """Writes rows as JSON Lines (UTF-8, no ASCII escaping); returns the number written."""
+  """Writes rows as JSON Lines (UTF-8, no ASCII escaping), whole or not at all (a temp file renamed
+  on local disks; one object on object stores); returns the number written."""
+  target = fs.path(path)
+  tmp = target if fs.is_remote(target) else target.parent / f".{target.name}.tmp"
   n = 0
-  with open(path, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False))
-      f.write("\n")
-      n += 1
+  try:
+    with fs.open_file(tmp, "w") as f:
+      for row in rows:
+        f.write(json.dumps(row, ensure_ascii=False))
+        f.write("\n")
+        n += 1
+  except BaseException:
+    fs.rmtree(tmp)
+    raise
+  if tmp != target:
+    os.replace(os.fspath(tmp), os.fspath(target))
   return n

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import abc
 import io
-import json
 import os
 from typing import Iterable, Iterator, Sequence
+
+from r1jax import fs
 
 THINK_START, THINK_END = "<think>", "</think>"
 ANSWER_START, ANSWER_END = "<answer>", "</answer>"
@@ -151,12 +152,10 @@ class SentencePieceTokenizer(Tokenizer):
 
   @classmethod
   def from_file(cls, path: str | os.PathLike) -> "SentencePieceTokenizer":
-    with open(path, "rb") as f:
-      return cls(f.read())
+    return cls(fs.read_bytes(path))
 
   def save(self, path: str | os.PathLike) -> None:
-    with open(path, "wb") as f:
-      f.write(self.model_proto)
+    fs.write_bytes(path, self.model_proto)
 
   @property
   def vocab_size(self) -> int:
@@ -279,17 +278,16 @@ class HFTokenizer(Tokenizer):
     from tokenizers import Tokenizer as RawTokenizer
 
     config = None
-    if config_json is not None and os.path.exists(config_json):
-      with open(config_json, encoding="utf-8") as f:
-        config = json.load(f)
-    return cls(RawTokenizer.from_file(str(tokenizer_json)), config)
+    if config_json is not None and fs.exists(config_json):
+      config = fs.read_json(config_json)
+    return cls(RawTokenizer.from_str(fs.read_text(tokenizer_json)), config)
 
   @classmethod
   def from_dir(cls, directory: str | os.PathLike) -> "HFTokenizer":
-    path = os.path.join(directory, "tokenizer.json")
-    if not os.path.exists(path):
+    path = fs.join(directory, "tokenizer.json")
+    if not fs.exists(path):
       raise FileNotFoundError(f"{path}: no tokenizer.json in the checkpoint directory")
-    return cls.from_file(path, os.path.join(directory, "tokenizer_config.json"))
+    return cls.from_file(path, fs.join(directory, "tokenizer_config.json"))
 
   def _named_id(self, key: str) -> int | None:
     value = self.config.get(key)
@@ -360,15 +358,15 @@ def _first_not_none(*values):
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
   """A `.model` file -> sentencepiece; a `tokenizer.json` or a directory holding one -> HF."""
   path = os.fspath(path)
-  if os.path.isdir(path):
-    if os.path.exists(os.path.join(path, "tokenizer.json")):
+  if fs.isdir(path):
+    if fs.exists(fs.join(path, "tokenizer.json")):
       return HFTokenizer.from_dir(path)
-    model = os.path.join(path, "tokenizer.model")
-    if os.path.exists(model):
+    model = fs.join(path, "tokenizer.model")
+    if fs.exists(model):
       return SentencePieceTokenizer.from_file(model)
     raise FileNotFoundError(f"{path}: neither tokenizer.json nor tokenizer.model inside")
   if path.endswith(".json"):
-    return HFTokenizer.from_file(path, os.path.join(os.path.dirname(path), "tokenizer_config.json"))
+    return HFTokenizer.from_file(path, os.fspath(fs.path(path).parent / "tokenizer_config.json"))
   if path.endswith(".model"):
     return SentencePieceTokenizer.from_file(path)
   raise ValueError(f"{path}: unknown tokenizer file type (expected .model, tokenizer.json or "

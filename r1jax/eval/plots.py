@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from r1jax import fs
+
 log = logging.getLogger(__name__)
 
 ACCURACY_PATTERNS = ("eval/*pass@1", "eval/*accuracy", "heldout/*", "held_out/*")
@@ -33,7 +35,7 @@ def read_jsonl(path: str | os.PathLike, strict: bool = False) -> list[dict]:
   path = os.fspath(path)
   rows: list[dict] = []
   bad: list[int] = []
-  with open(path, encoding="utf-8") as f:
+  with fs.open_file(path, "r") as f:
     for lineno, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -113,7 +115,8 @@ def _line_plot(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str, ti
   ax.grid(True, alpha=0.3)
   if len(lines) > 1:
     ax.legend(fontsize="small")
-  fig.savefig(path, dpi=dpi)
+  with fs.open_file(path, "wb") as f:  # a bucket too
+    fig.savefig(f, dpi=dpi, format="png")
   return path
 
 
@@ -131,7 +134,7 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], out_dir: str | os
   are ignored (counted in a log line); a figure with no data is skipped with a log line.
   """
   out_dir = os.fspath(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
+  fs.makedirs(out_dir)
   no_step = sum(_number(row.get("step")) is None for row in records)
   if no_step:
     log.warning("plot_training_curves: %d of %d rows have no numeric 'step'; ignored", no_step,
@@ -159,7 +162,7 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], out_dir: str | os
       log.info("plot_training_curves: no rows with a step and a key matching %s; skipped %s",
                patterns, filename)
       continue
-    paths.append(_line_plot(lines, os.path.join(out_dir, filename), title, ylabel, dpi, errors))
+    paths.append(_line_plot(lines, fs.join(out_dir, filename), title, ylabel, dpi, errors))
   return paths
 
 

@@ -10,11 +10,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from r1jax import fs
 from r1jax.eval import metrics
 
 FORMAT = "r1jax.eval/v1"
@@ -175,32 +175,19 @@ def paired_difference(before: EvalResult, after: EvalResult) -> tuple[float, flo
 
 
 def write_json(results: Sequence[EvalResult], path: str | os.PathLike) -> str:
-  """Writes `results` atomically (temp file + rename) as {"format", "results": [...]}."""
+  """Writes `results` whole or not at all (see `fs.write_json`) as {"format", "results": [...]}."""
   path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  payload = {"format": FORMAT, "results": [r.to_dict() for r in results]}
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(payload, f, indent=2, ensure_ascii=False)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  fs.write_json(path, {"format": FORMAT, "results": [r.to_dict() for r in results]})
   return path
 
 
 def load_json(path: str | os.PathLike) -> list[EvalResult]:
   """Reads a file written by `write_json` (or a bare list of result objects)."""
   path = os.fspath(path)
-  with open(path) as f:
-    try:
-      payload = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+  try:
+    payload = json.loads(fs.read_text(path))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
   if isinstance(payload, Mapping):
     if payload.get("format", FORMAT) != FORMAT:
       raise ValueError(f"{path}: format {payload.get('format')!r} is not {FORMAT!r}")
@@ -297,7 +284,5 @@ def write_markdown(results: Sequence[EvalResult], path: str | os.PathLike,
                    labels: Sequence[str] | None = None, **options: Any) -> str:
   """Writes `markdown_table(results, labels, **options)` to `path`; returns the path."""
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
-    f.write(markdown_table(results, labels, **options))
+  fs.write_text(path, markdown_table(results, labels, **options))
   return path

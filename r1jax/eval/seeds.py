@@ -13,12 +13,12 @@ labels in PAIRS present in the runs (or `--pairs=before:after,...`), the pass@1 
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Sequence
 
 import numpy as np
 
+from r1jax import fs
 from r1jax.eval.metrics import standard_error
 from r1jax.eval.report import EvalResult, load_json, paired_difference
 
@@ -27,9 +27,8 @@ PAIRS = (("base", "r1-zero"), ("cold-start", "reasoning-rl"), ("student-rl-only"
 
 
 def results_path(path: str) -> str:
-  for candidate in (path, os.path.join(path, "eval_results.json"),
-                    os.path.join(path, "evaluate", "eval_results.json")):
-    if os.path.isfile(candidate):
+  for candidate in (path, fs.join(path, "eval_results.json"), fs.join(path, "evaluate", "eval_results.json")):
+    if fs.isfile(candidate):
       return candidate
   raise FileNotFoundError(f"{path}: no eval_results.json here, nor in evaluate/")
 

@@ -66,14 +66,17 @@ def make_mesh(shape: Mapping[str, int] | Sequence[int] | None = None, *, devices
 
 
 def init_distributed(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
-                     process_id: Optional[int] = None) -> None:
-  """Multi-host: plain JAX multi-controller. On TPU VMs all arguments are discovered automatically."""
+                     process_id: Optional[int] = None, local_device_ids: Optional[list[int]] = None) -> None:
+  """Multi-host: plain JAX multi-controller. On TPU VMs all arguments are discovered automatically;
+  under SLURM too, except that JAX then gives each process only GPU $SLURM_LOCALID:
+  `local_device_ids` (or JAX_LOCAL_DEVICE_IDS) lets one process per node drive all its GPUs."""
   if num_processes is not None and num_processes <= 1:
     return
   if jax.distributed.is_initialized():
     return
   kwargs = {k: v for k, v in dict(coordinator_address=coordinator_address, num_processes=num_processes,
-                                     process_id=process_id).items() if v is not None}
+                                     process_id=process_id, local_device_ids=local_device_ids).items()
+            if v is not None}
   jax.distributed.initialize(**kwargs)
   log.info("jax.distributed: process %d of %d, %d global devices", jax.process_index(),
            jax.process_count(), jax.device_count())

@@ -7,6 +7,7 @@ same calls in the same order (they are collectives).
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jax
@@ -34,6 +35,18 @@ def allgather_rows(local: np.ndarray) -> np.ndarray:
   if jax.process_count() == 1:
     return np.asarray(local)
   return np.asarray(multihost_utils.process_allgather(np.asarray(local), tiled=True))
+
+
+def allgather_objects(obj: Any) -> list:
+  """Each process's JSON-serialisable `obj`, in process order (every process gets the list)."""
+  if jax.process_count() == 1:
+    return [obj]
+  data = np.frombuffer(json.dumps(obj).encode("utf-8"), np.uint8)
+  sizes = allgather_rows(np.array([data.size], np.int64))  # [P]
+  buf = np.zeros((1, int(sizes.max())), np.uint8)
+  buf[0, :data.size] = data
+  rows = allgather_rows(buf)  # [P, max size]
+  return [json.loads(bytes(rows[i, :int(sizes[i])]).decode("utf-8")) for i in range(len(sizes))]
 
 
 def sync(name: str) -> None:

@@ -3,7 +3,7 @@
 Code extraction (`extract_code`): the text inside the last `<answer>…</answer>` when the completion
 has an `<answer>` tag (an unterminated one means no answer), else the whole completion; in it, the
 last fenced block tagged python/py/python3 (```python … ```), else the last untagged block.
-Programs may use the standard library only (see `sandbox._LAUNCHER`).
+Programs may use the standard library only, plus the `allowed_packages` (see `sandbox.Sandbox`).
 
 Tests come from `answers[i]`, or from `metadata[i]["tests"]` when `answers[i]` is None, in any
 form `code_tests.parse_tests` accepts (stdin/stdout pairs, function calls, APPS-style lists, or
@@ -67,16 +67,36 @@ def extract_code(completion: Any, max_chars: int = extract.DEFAULT_MAX_CHARS) ->
 
 
 class CodeReward:
-  """Batch reward function (registry signature): fraction of tests passed per completion."""
+  """Batch reward function (registry signature): fraction of tests passed per completion.
+
+  Sandbox options (used when the reward builds its own sandbox; with `sandbox=` set them there):
+    allowed_packages           top-level packages programs may import besides the standard
+                               library, e.g. ["numpy"]: their dirs are bound read-only (default
+                               none; list dependencies too).
+    unsafe_allow_weak_sandbox  run even when this host cannot give the sandbox mount, network
+                               and pid namespaces (default False: building the reward raises,
+                               naming what is missing); programs never run as root either way.
+  """
 
   def __init__(self, all_or_nothing: bool = False, wall_s: float = 4.0, cpu_s: float = 2.0,
                memory_mb: int = 256, max_processes: int = 16, max_output_bytes: int = 1 << 20,
                max_workers: int | None = None, mechanisms: Sequence[str] | None = None,
                stop_after_timeout: bool = False, max_tests: int | None = None,
                max_chars: int = extract.DEFAULT_MAX_CHARS, max_code_chars: int = 100_000,
-               sandbox: sandbox_lib.Sandbox | None = None):
+               sandbox: sandbox_lib.Sandbox | None = None, allowed_packages: Sequence[str] = (),
+               unsafe_allow_weak_sandbox: bool = False):
     if max_tests is not None and max_tests < 1:
       raise ValueError(f"code reward: max_tests must be >= 1 or None, got {max_tests}")
+    if not isinstance(unsafe_allow_weak_sandbox, bool):
+      raise ValueError(f"code reward: unsafe_allow_weak_sandbox must be True or False, got "
+                       f"{unsafe_allow_weak_sandbox!r}")
+    if isinstance(allowed_packages, (str, bytes)):
+      raise ValueError(f"code reward: allowed_packages must be a list of package names, got the "
+                       f"string {allowed_packages!r}")
+    if sandbox is not None and allowed_packages and (
+        tuple(allowed_packages) != sandbox.allowed_packages):
+      raise ValueError(f"code reward: allowed_packages={list(allowed_packages)} differs from the "
+                       f"given sandbox's {list(sandbox.allowed_packages)}; set it on the Sandbox")
     self.all_or_nothing = bool(all_or_nothing)
     # A program that ran out of time on one test is likely to on the rest: optionally skip them.
     self.stop_after_timeout = bool(stop_after_timeout)
@@ -86,7 +106,8 @@ class CodeReward:
     self.sandbox = sandbox or sandbox_lib.Sandbox(
         sandbox_lib.SandboxLimits(wall_s=wall_s, cpu_s=cpu_s, memory_bytes=int(memory_mb) << 20,
                                   max_processes=max_processes, max_output_bytes=max_output_bytes),
-        max_workers=max_workers, mechanisms=mechanisms)
+        max_workers=max_workers, mechanisms=mechanisms, allowed_packages=allowed_packages,
+        unsafe_allow_weak_sandbox=unsafe_allow_weak_sandbox)
     self._owns_sandbox = sandbox is None
     self._pool = concurrent.futures.ThreadPoolExecutor(self.sandbox.max_workers, "code-reward")
     log.info("code reward: sandbox mode %s, %d workers", self.sandbox_mode,

@@ -4,7 +4,8 @@
 named reward once and, per batch, returns the weighted total (the paper sums accuracy, format and
 language rewards with weight 1), every component's scores, and metrics named
 `"<reward>/<metric>"`. A component that raises, or returns scores of the wrong shape, contributes
-zeros, logs a warning and counts `"<reward>/failed"`; the trainer never sees the exception.
+zeros, logs a warning and counts `"<reward>/failed"`; the trainer never sees the exception,
+except `registry.RewardUnavailableError` (a reward that cannot grade at all), which propagates.
 Non-finite scores are zeroed and counted in `"<reward>/nonfinite"`.
 
 Both classes route rows by task through `routing.Routes` (see routing.py):
@@ -92,23 +93,41 @@ class CombinedReward:
       self.close()
       raise
 
+  def score_component(self, name: str, completions: Sequence[Any], answers: Sequence[Any] | None = None,
+                      metadata: Sequence[Mapping[str, Any]] | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """One component's unweighted scores [N] and its metrics (unprefixed, "seconds" included)."""
+    completions, answers, metadata = _normalize_batch(completions, answers, metadata)
+    fn, start = self.rewards[name], time.perf_counter()
+    if name in self.routes:
+      rows = self.routes[name].rows_for(name, metadata)
+      scores, component_metrics = grade_rows(name, fn, rows, completions, answers, metadata)
+    else:
+      scores, component_metrics = call_safely(name, fn, completions, answers, metadata)
+      component_metrics["mean"] = float(scores.mean()) if len(scores) else 0.0
+    component_metrics = {key: float(value) for key, value in component_metrics.items()}
+    component_metrics["seconds"] = time.perf_counter() - start
+    return scores, component_metrics
+
+  def runs_on_devices(self, name: str) -> bool:
+    """Whether component `name` computes on accelerators (a learned reward model): with several
+    processes its forward pass is a collective, so every process must score every row."""
+    return bool(getattr(self.rewards[name], "on_devices", False))
+
   def __call__(self, completions: Sequence[Any], answers: Sequence[Any] | None = None,
                metadata: Sequence[Mapping[str, Any]] | None = None) -> CombinedOutput:
     completions, answers, metadata = _normalize_batch(completions, answers, metadata)
-    total = np.zeros(len(completions), np.float32)  # [N]
+    return self.combine({name: self.score_component(name, completions, answers, metadata)
+                         for name in self.rewards}, len(completions))
+
+  def combine(self, scored: Mapping[str, tuple[np.ndarray, Mapping[str, float]]], n: int) -> CombinedOutput:
+    """The weighted total of the components' (scores, metrics), with prefixed metrics."""
+    total = np.zeros(n, np.float32)  # [N]
     components, metrics = {}, {}
-    for name, fn in self.rewards.items():
-      start = time.perf_counter()
-      if name in self.routes:
-        rows = self.routes[name].rows_for(name, metadata)
-        scores, component_metrics = grade_rows(name, fn, rows, completions, answers, metadata)
-      else:
-        scores, component_metrics = call_safely(name, fn, completions, answers, metadata)
-        component_metrics["mean"] = float(scores.mean()) if len(scores) else 0.0
+    for name in self.rewards:
+      scores, component_metrics = scored[name]
       components[name] = scores
       total += np.float32(self.weights[name]) * scores
       metrics.update({f"{name}/{key}": float(value) for key, value in component_metrics.items()})
-      metrics[f"{name}/seconds"] = time.perf_counter() - start
     metrics["total/mean"] = float(total.mean()) if len(total) else 0.0
     return CombinedOutput(total=total, components=components, metrics=metrics)
 

@@ -13,6 +13,12 @@ processes that this process can kill.
   not an interpreter start and imports (~1.5 s).
 - Each worker caps its address space (`memory_limit_mb`) and arms an RLIMIT_CPU guard per item,
   so a worker orphaned by a crashed trainer dies on its own instead of spinning forever.
+- Workers do not import the parent's `__main__` (`_main_hidden`): multiprocessing's forkserver and
+  spawn children re-run the main script as `__mp_main__` to find the pickled target, which fails
+  for a script without a file (`python -` on stdin, a notebook kernel: every worker dies at
+  start-up) and re-runs the top level of a script without an `if __name__ == "__main__":` guard
+  in every worker. The grade function and the worker live in importable modules, so nothing is
+  lost; a grade function defined in `__main__` itself keeps multiprocessing's default.
 The pool starts its workers on first use, reuses them across calls, and stops them on `close()`
 or at exit. The grade function, `grade(answer, gold) -> (score, outcome)`, must be picklable (a
 module-level function, or a `functools.partial` of one) and must not raise.
@@ -20,11 +26,14 @@ module-level function, or a `functools.partial` of one) and must not raise.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -35,6 +44,51 @@ from typing import Any, Callable, Sequence
 DEADLINE, CRASH, ERROR = "deadline", "crash", "error"
 
 GradeFn = Callable[[str, str], tuple[float, str]]
+
+
+class PoolStartupError(RuntimeError):
+  """A grading worker died or hung before it was ready: the pool cannot grade."""
+
+
+_MAIN_LOCK = threading.Lock()
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _main_hidden():
+  """While a worker starts: `__main__` names neither a module nor a file, so the child's
+  `multiprocessing.spawn.prepare` has no main to re-import (see the module docstring).
+
+  `get_preparation_data` reads `sys.modules["__main__"].__spec__` and `.__file__` when the process
+  starts; both are put back once `start()` returns (for a pool's first forkserver worker, after
+  the forkserver has imported its preloads: about a second). Another thread that starts a process
+  in that window would not re-import main in its child either; the lock keeps pools from
+  overlapping.
+  """
+  main = sys.modules.get("__main__")
+  if main is None:
+    yield
+    return
+  with _MAIN_LOCK:
+    saved = {k: main.__dict__.get(k, _MISSING) for k in ("__spec__", "__file__")}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+      yield
+    finally:
+      for k, v in saved.items():
+        if v is _MISSING:
+          main.__dict__.pop(k, None)
+        else:
+          main.__dict__[k] = v
+
+
+def _refers_to_main(obj: Any) -> bool:
+  """Whether unpickling `obj` needs the parent's `__main__` (a function defined there)."""
+  try:
+    return b"__main__" in pickle.dumps(obj)
+  except Exception:  # noqa: BLE001 — unpicklable: the start itself will say so
+    return False
 
 
 def _arm_cpu_guard(seconds: float) -> None:
@@ -193,7 +247,10 @@ class GradingPool:
     self.memory_limit_mb = memory_limit_mb
     self.startup_timeout_s = float(startup_timeout_s)
     self.prefetch = max(0, int(prefetch))
+    self.start_method = start_method
     self._ctx = multiprocessing.get_context(start_method)
+    # Workers need the parent's __main__ only for a grade function defined there.
+    self._needs_main = _refers_to_main(grade)
     if start_method == "forkserver":
       # Only takes effect if this process's forkserver has not started yet.
       self._ctx.set_forkserver_preload([*preload, __name__])
@@ -207,7 +264,8 @@ class GradingPool:
     process = self._ctx.Process(
         target=_worker_main, name="r1jax-grader", daemon=True,
         args=(child_conn, self.grade_fn, self.memory_limit_mb, 2 * self.deadline_s + 5, self.warmup))
-    process.start()
+    with contextlib.nullcontext() if self._needs_main else _main_hidden():
+      process.start()
     child_conn.close()
     return _Worker(process=process, conn=parent_conn, spawned_at=time.monotonic())
 
@@ -288,8 +346,8 @@ class GradingPool:
           message = conn.recv()
         except (EOFError, OSError):
           if not w.ready:
-            raise RuntimeError(f"grading worker exited during startup "
-                               f"(exit code {w.process.exitcode}); see its stderr")
+            w.process.join(timeout=1.0)
+            raise PoolStartupError(self._startup_failure(w))
           retire(k, CRASH)
           continue
         if message[0] == "ready":
@@ -303,8 +361,19 @@ class GradingPool:
         if w.queue and now - w.started_at > self.deadline_s:
           retire(k, DEADLINE)  # killing is the only way to stop a sympy call stuck in C
         elif not w.ready and now - w.spawned_at > self.startup_timeout_s:
-          raise RuntimeError(f"grading worker not ready after {self.startup_timeout_s:.0f} s")
+          raise PoolStartupError(f"grading worker not ready after {self.startup_timeout_s:.0f} s "
+                                 f"(start method {self.start_method!r})")
     return [r if r is not None else (0.0, ERROR) for r in results]
+
+  def _startup_failure(self, w: _Worker) -> str:
+    why = (f"grading worker exited during startup (exit code {w.process.exitcode}, start method "
+           f"{self.start_method!r}); its traceback is on stderr")
+    if self._needs_main:
+      main = sys.modules.get("__main__")
+      why += (f". The grade function is defined in __main__ "
+              f"({getattr(main, '__file__', None) or 'no file'}), which each worker must re-import: "
+              f"move it to an importable module")
+    return why
 
   def close(self) -> None:
     """Stops the workers; a later `grade` starts fresh ones."""

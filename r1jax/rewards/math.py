@@ -20,6 +20,12 @@ sympy can hang:
 The pool is created on first use, reused across calls, and shut down by `close()` or at exit.
 `num_workers=0` grades in this process instead (soft timeouts only, main thread only: debugging).
 
+A pool that cannot grade (workers that die at start-up) is restarted once per batch and counted
+in `pool_failures`; if it fails again the reward raises `registry.RewardUnavailableError`, which
+reaches the trainer: it never scores a batch 0 because the grader is broken. Workers do not
+re-import the parent's `__main__` (grading_pool.py), so a script fed on stdin or one without a
+main guard grades normally.
+
 Rows that never reach a worker score 0 and are counted: no answer, completion over `max_chars`,
 answer over `max_answer_chars`, empty reference. Identical (answer, reference) pairs in a batch
 (common with G samples per prompt) are graded once, and the answers to one reference go to the
@@ -43,7 +49,7 @@ import numpy as np
 
 from r1jax.rewards import extract
 from r1jax.rewards.grading_pool import CRASH, DEADLINE, ERROR, GradingPool
-from r1jax.rewards.registry import RewardOutput, register
+from r1jax.rewards.registry import RewardOutput, RewardUnavailableError, register
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +196,32 @@ class MathReward:
       return self.pool.grade(tasks)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if self.soft_timeout_s is not None and not in_main_thread:
-      raise RuntimeError("math reward with num_workers=0 must run in the main thread "
-                         "(math-verify timeouts use signal.alarm)")
+      raise RewardUnavailableError("math reward with num_workers=0 must run in the main thread "
+                                   "(math-verify timeouts use signal.alarm)")
     return [grade_answer(a, g, self.soft_timeout_s) for a, g in tasks]
+
+  def _grade_or_raise(self, tasks: list[tuple[str, str]],
+                      counts: collections.Counter) -> list[tuple[float, str]]:
+    """Grades `tasks`; a pool that fails is restarted once (counted in `pool_failures`), and one
+    that fails again raises `RewardUnavailableError`: scoring a batch 0 because the grader is
+    broken would train on wrong rewards."""
+    if self.pool is None or not tasks:
+      return self._grade(tasks)
+    try:
+      return self._grade(tasks)
+    except Exception as first:  # noqa: BLE001 — e.g. a worker that died at start-up: retry once
+      log.warning("math reward: grading failed (%s: %s); restarting the pool for this batch",
+                  type(first).__name__, first)
+      self.pool.close()
+      counts["pool_failures"] += 1
+    try:
+      return self._grade(tasks)
+    except Exception as e:
+      self.pool.close()
+      raise RewardUnavailableError(
+          f"math reward: the grading pool failed twice on a batch of {len(tasks)} answers "
+          f"({type(e).__name__}: {e}); refusing to score them 0. To grade in this process "
+          f"instead, set the reward option num_workers=0") from e
 
   def __call__(self, completions: Sequence[Any], answers: Sequence[Any],
                metadata: Sequence[Mapping[str, Any]] | None = None) -> RewardOutput:
@@ -221,15 +250,7 @@ class MathReward:
         continue
       row_task[i] = unique.setdefault((answer, gold), len(unique))
 
-    try:
-      outcomes = self._grade(list(unique))
-    except Exception:  # noqa: BLE001 — e.g. workers that cannot start: score 0, say so, go on
-      log.warning("math reward: grading failed; %d answers score 0 (a pool restarts next call)",
-                  len(unique), exc_info=True)
-      if self.pool is not None:
-        self.pool.close()
-      counts["pool_failures"] += 1
-      outcomes = [(0.0, ERROR)] * len(unique)
+    outcomes = self._grade_or_raise(list(unique), counts)
     scores = np.zeros(n, np.float32)  # [N]
     for i, task in enumerate(row_task):
       if task is not None:
@@ -247,7 +268,7 @@ class MathReward:
         "timeouts": float(counts[TIMEOUT] + counts[DEADLINE]),
         "timeouts_hard": float(counts[DEADLINE]),
         "errors": float(counts[ERROR] + counts[CRASH]),
-        "pool_failures": float(counts["pool_failures"]),
+        "pool_failures": float(counts["pool_failures"]),  # restarts that then graded the batch
         "graded": float(len(unique)),
         "seconds": elapsed,
     }

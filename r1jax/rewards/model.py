@@ -23,14 +23,15 @@ tokenizer, and `reward_model.json` (kind, template, max_len).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
-import shutil
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from r1jax import fs
 from r1jax.data import encode
 from r1jax.data.templates import PromptTemplate, build_template
 from r1jax.data.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
@@ -101,6 +102,8 @@ def scored_ids(prompt: str, response: str, tokenizer: Tokenizer, template: Promp
 
 class RewardModelScorer:
   """The batch reward function (`RewardFn`) of one reward model; see the module docstring."""
+
+  on_devices = True  # a forward pass on the mesh: every process scores every row (combine.py)
 
   def __init__(self, kind: str, model: RewardModel, tokenizer: Tokenizer,
                template: Optional[PromptTemplate] = None, *, max_len: int = 1024,
@@ -205,19 +208,19 @@ def template_to_dict(template: PromptTemplate) -> dict[str, Any]:
 
 
 def _copy_tokenizer(source: str, directory: str) -> None:
-  if os.path.isdir(source):
-    found = [f for f in TOKENIZER_FILES if os.path.exists(os.path.join(source, f))]
+  if fs.isdir(source):
+    found = [f for f in TOKENIZER_FILES if fs.exists(fs.join(source, f))]
     if not found:
       raise FileNotFoundError(f"{source}: no tokenizer file ({', '.join(TOKENIZER_FILES)}) inside")
     for f in found:
-      shutil.copy(os.path.join(source, f), os.path.join(directory, f))
+      fs.copy(fs.join(source, f), fs.join(directory, f))
   elif source.endswith(".model"):
-    shutil.copy(source, os.path.join(directory, "tokenizer.model"))
+    fs.copy(source, fs.join(directory, "tokenizer.model"))
   elif source.endswith(".json"):
-    shutil.copy(source, os.path.join(directory, "tokenizer.json"))
-    config = os.path.join(os.path.dirname(source), "tokenizer_config.json")
-    if os.path.exists(config):
-      shutil.copy(config, os.path.join(directory, "tokenizer_config.json"))
+    fs.copy(source, fs.join(directory, "tokenizer.json"))
+    config = os.fspath(fs.path(source).parent / "tokenizer_config.json")
+    if fs.exists(config):
+      fs.copy(config, fs.join(directory, "tokenizer_config.json"))
   else:
     raise ValueError(f"{source}: not a tokenizer (.model, tokenizer.json or a directory)")
 
@@ -230,11 +233,16 @@ def save_reward_model(model: RewardModel, directory: str, *, kind: str,
 
   `tokenizer`: a SentencePieceTokenizer (saved as tokenizer.model), or the path of a tokenizer
   file / directory (copied); None leaves it out (then `load_reward_model` needs one given).
+  A bucket path (gs://…) is written locally first and uploaded with reward_model.json last.
   """
   from r1jax.convert.hf import save_hf_model
 
   if kind not in RM_KINDS:
     raise ValueError(f"reward model kind {kind!r} is not one of {RM_KINDS}")
+  if fs.is_remote(directory):
+    with fs.staged_dir(directory, last=(META_FILE,)) as local:
+      save_reward_model(model, local, kind=kind, tokenizer=tokenizer, template=template, max_len=max_len)
+    return directory
   save_hf_model(model.backbone, directory)
   from r1jax.parallel.multihost import host_get
 
@@ -259,22 +267,21 @@ def load_reward_model(directory: str, *, tokenizer: Tokenizer | str | None = Non
   """Reads a directory written by `save_reward_model` (tokenizer: override the saved one)."""
   from r1jax.convert.hf import load_hf_model
 
-  meta_path = os.path.join(directory, META_FILE)
-  if not os.path.exists(meta_path):
+  meta_path = fs.join(directory, META_FILE)
+  if not fs.exists(meta_path):
     raise FileNotFoundError(f"{directory}: no {META_FILE} (not a reward model directory)")
-  with open(meta_path) as f:
-    meta = json.load(f)
+  meta = fs.read_json(meta_path)
   if meta.get("kind") not in RM_KINDS:
     raise ValueError(f"{meta_path}: kind {meta.get('kind')!r} is not one of {RM_KINDS}")
-  head_path = os.path.join(directory, HEAD_FILE)
-  if not os.path.exists(head_path):
+  head_path = fs.join(directory, HEAD_FILE)
+  if not fs.exists(head_path):
     raise FileNotFoundError(f"{directory}: no {HEAD_FILE} (the reward head)")
-  with np.load(head_path) as head:
+  with np.load(io.BytesIO(fs.read_bytes(head_path))) as head:
     weight, bias = head["weight"], head["bias"]
   _, backbone = load_hf_model(directory, mesh=mesh, dtype=dtype)
   model = RewardModel.from_backbone(backbone, weight, bias)
   if tokenizer is None:
-    if not any(os.path.exists(os.path.join(directory, f)) for f in TOKENIZER_FILES):
+    if not any(fs.exists(fs.join(directory, f)) for f in TOKENIZER_FILES):
       raise FileNotFoundError(f"{directory}: no tokenizer saved; pass tokenizer=")
     tokenizer = load_tokenizer(directory)
   elif isinstance(tokenizer, (str, os.PathLike)):

@@ -6,7 +6,9 @@ A reward function grades a whole batch at once (so it can use a process pool):
 
 `answers[i]` and `metadata[i]` belong to `completions[i]` (they are repeated G times upstream,
 never inferred from order). Scores are float32 [N]; a function never raises into the trainer:
-`combine` turns an exception into zero scores and an error count.
+`combine` turns an exception into zero scores and an error count. The one exception is
+`RewardUnavailableError`: a reward that cannot grade at all (its grading processes cannot start)
+raises it, and it reaches the trainer, because zeros for every row would train on wrong rewards.
 
 Registering is one step, the decorator:
 
@@ -41,6 +43,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PACKAGE = __name__.rpartition(".")[0]  # "r1jax.rewards": the package whose modules are discovered
+
+
+class RewardUnavailableError(RuntimeError):
+  """A reward cannot grade anything (not one bad batch): `combine` lets it reach the trainer
+  instead of scoring every row 0."""
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from r1jax.rewards.registry import RewardFn, RewardOutput
+from r1jax.rewards.registry import RewardFn, RewardOutput, RewardUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,13 @@ def _checked_scores(name: str, output: Any, n: int) -> tuple[np.ndarray, dict[st
 
 def call_safely(name: str, fn: RewardFn, completions: Sequence[Any], answers: Sequence[Any],
                 metadata: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, dict[str, float]]:
-  """Runs one reward; on any failure returns zeros and `failed=1` instead of raising."""
+  """Runs one reward; on any failure returns zeros and `failed=1` instead of raising, except a
+  `RewardUnavailableError` (a reward that cannot grade at all), which propagates."""
   n = len(completions)
   try:
     scores, metrics = _checked_scores(name, fn(completions, answers, metadata), n)
+  except RewardUnavailableError:
+    raise
   except Exception:  # noqa: BLE001 — the whole point: the trainer must keep going
     log.warning("reward %r failed on a batch of %d; its scores are 0 for this batch", name, n,
                 exc_info=True)

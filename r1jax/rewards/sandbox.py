@@ -13,18 +13,30 @@ Isolation mechanisms, probed once per process (`Sandbox.mode` names the active o
            exits the kernel kills everything left inside (background processes, fork bombs).
   ipcns    new IPC and UTS namespaces (no shared SysV IPC with the host).
   mountns  a new mount namespace and a chroot into a private, size-limited tmpfs holding read-only
-           binds of the interpreter and system libraries, four device nodes, a fresh /proc and a
-           writable /work; the host's files (the project, /tmp, /root) do not exist in there.
+           binds of the interpreter binary, its standard library and the dirs of the shared
+           libraries it loads (probed once: `_INSPECT_PYTHON`), the loader's /lib* dirs, locales
+           and tz data, four device nodes, a fresh /proc and a writable /work. The host's files
+           (the project, /tmp, /root, /usr/bin, the rest of /usr/lib) do not exist in there; any
+           Python package dir inside the binds (site-packages, dist-packages, python-wheels,
+           ensurepip's wheels) is hidden under an empty read-only tmpfs. So: the standard library
+           only, plus the `allowed_packages`, bound read-only at /packages/<name>.
   uid      (root only) the program runs as an unprivileged uid unique to its worker slot, so
            RLIMIT_NPROC counts only its own processes and file permissions apply.
   seccomp  socket(2) and io_uring_setup(2) fail with EACCES; foreign syscall ABIs kill.
   audit    (only when mountns is unavailable) a Python audit hook refusing opens outside the work
-           dir, sockets, subprocesses, signals and ctypes: a last layer; native code bypasses it.
+           dir and the standard library, sockets, subprocesses, signals and ctypes: a last layer
+           that a Python program can switch off (e.g. via `gc`), so it contains nothing alone.
   rlimits  always: CPU seconds, address space, processes+threads, file size (which caps the
            captured stdout/stderr), open files, stack (64 MiB), no core dumps.
 
 Without pidns the program gets its own process group, killed after each run; with uid (and no
 pidns) every process of the slot's uid is killed too, so a `setsid` daemon cannot outlive its run.
+
+What a Sandbox refuses to start with (RuntimeError naming what is missing and why):
+  - a mode without all of mountns, netns and pidns (`REQUIRED`): the rest cannot contain a hostile
+    program (the audit hook is bypassable from Python), unless `unsafe_allow_weak_sandbox=True`;
+  - any mode, unsafe or not, where the program would run as root (root without the uid mechanism,
+    e.g. an interpreter under a 0700 directory that the slot uid cannot reach without mountns).
 """
 from __future__ import annotations
 
@@ -52,16 +64,22 @@ from r1jax.rewards import sandbox_server
 log = logging.getLogger(__name__)
 
 MECHANISMS = ("userns", "netns", "pidns", "ipcns", "mountns", "uid", "seccomp", "audit", "rlimits")
+# Without these a hostile program is not contained; the others are extra layers.
+REQUIRED = ("mountns", "netns", "pidns")
+_WEAK_OPT_IN = ("set unsafe_allow_weak_sandbox=True in the code reward options (Sandbox("
+                "unsafe_allow_weak_sandbox=True)) to run anyway")
 OK, CRASH, TIMEOUT, MEMORY, OUTPUT_LIMIT, SANDBOX_ERROR = (
     "ok", "crash", "timeout", "memory", "output_limit", "sandbox_error")
 
 # Every program starts through this launcher (`python -I -S -B -c LAUNCHER main.py`): skipping
 # `site` saves ~45 ms of CPU per run (a .pth file imports certifi), so it puts back what programs
 # use from it (`exit`, `quit`) and runs the entry file in `__main__`. Programs get the standard
-# library only. `{guard}` is empty, or the audit hook when no mount namespace hides the host.
+# library only (and the allowed packages, whose dirs `{paths}` appends to sys.path). `{guard}` is
+# empty, or the audit hook when no mount namespace hides the host.
 _LAUNCHER = r"""
 import builtins, sys
 builtins.exit = builtins.quit = sys.exit
+{paths}
 {guard}
 sys.argv = sys.argv[1:]
 __file__ = sys.argv[0]
@@ -71,12 +89,14 @@ del builtins, sys, __r1jax_file
 exec(__r1jax_code)
 """
 
+# `readable`: what mountns would bind (the interpreter, its standard library, library dirs, tz
+# data); `hidden`: the host package dirs inside them; `packages`: the allowed packages' paths.
+# Appended: the call with the three (repr'd).
 _AUDIT_GUARD = r"""
-def __r1jax_install_guard():
+def __r1jax_install_guard(readable, hidden, packages):
   import os
   work = os.path.realpath(os.getcwd())
-  readable = tuple(sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix,
-      sys.exec_prefix, "/usr", "/lib", "/lib64", "/etc/localtime", "/dev/null", "/dev/urandom")}))
+  readable = tuple(sorted({os.path.realpath(p) for p in readable + ("/dev/null", "/dev/urandom")}))
   refused = {"socket.__new__", "socket.connect", "socket.bind", "os.system", "os.exec", "os.fork",
              "os.forkpty", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill",
              "os.killpg", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "os.chroot"}
@@ -95,12 +115,13 @@ def __r1jax_install_guard():
       writes = event != "open" or (args[1] is not None and any(c in args[1] for c in "wax+"))
       write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
       writes = writes or (event == "open" and bool(args[2] & write_flags))
-      if inside(path, (work, "/dev/null")) or (not writes and inside(path, readable)):
+      if inside(path, (work, "/dev/null")):
+        return
+      if not writes and inside(path, readable) and (
+          not inside(path, hidden) or inside(path, packages)):
         return
       raise PermissionError(f"sandbox: {path} is outside the sandbox")
   sys.addaudithook(hook)
-__r1jax_install_guard()
-del __r1jax_install_guard
 """
 
 
@@ -147,6 +168,7 @@ class _SlotServer:
         sandbox_server.command(self.python),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+    self.proc.stdin.write(sandbox_server.boot_line())  # the server's source: not in its argv
     self._buffer = b""
 
   def stop(self) -> None:
@@ -185,19 +207,159 @@ class _SlotServer:
     return json.loads(line)
 
 
-def _bind_paths(python: str) -> list[str]:
-  """Host paths the program's root needs: system dirs, the interpreter's prefix, two /etc files."""
-  prefix = os.path.dirname(os.path.dirname(python))
-  wanted = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache", "/etc/localtime",
-            os.path.realpath(sys.base_prefix), prefix]
-  paths: list[str] = []
-  for path in wanted:
-    if not os.path.lexists(path) or path in paths:
+def _bind_paths(python: str, inspected: dict, packages: Sequence[tuple[str, str]]) -> list[str]:
+  """Host paths the program's root needs: the interpreter binary, its standard library, the dirs
+  of the shared libraries it loads, the loader's /lib* dirs, locales, tz data and two /etc files.
+  Not the interpreter's prefix, /usr or /usr/lib as a whole: they hold Python trees (dist-packages,
+  python-wheels, SDKs' vendored third_party dirs) that a program could put on sys.path."""
+  skip = [source for source, _ in packages]
+  libraries = []
+  for library in inspected["libraries"]:
+    if os.path.realpath(library) == python:
+      continue  # the interpreter binary itself (bound alone)
+    folder = os.path.dirname(os.path.realpath(library))
+    if any(folder == p or folder.startswith(p + "/") for p in skip):
+      continue  # an allowed package's own libraries: bound at /packages
+    if set(folder.split("/")) & set(_PACKAGE_DIR_NAMES):
+      continue  # a host package's library (a .pth file imported it): never bound
+    libraries.append(folder)
+  wanted = [python, *(os.path.realpath(p) for p in inspected["stdlib_dirs"]), *sorted(libraries),
+            "/lib", "/lib64", "/lib32", "/libx32", "/usr/lib64", "/usr/lib32", "/usr/libx32",
+            "/usr/lib/locale", "/usr/share/zoneinfo", "/etc/ld.so.cache", "/etc/localtime"]
+  wanted = [p for p in dict.fromkeys(wanted) if os.path.lexists(p)]
+  dirs = [p for p in wanted if os.path.isdir(p) and not os.path.islink(p)]
+  # A path already visible through a bound parent dir is not bound again.
+  return [p for p in wanted if not any(p.startswith(d.rstrip("/") + "/") for d in dirs)]
+
+
+_PACKAGE_DIR_NAMES = ("site-packages", "dist-packages", "python-wheels")
+_MASKS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _package_dirs(binds: Sequence[str], depth: int = 4) -> tuple[str, ...]:
+  """Python package dirs inside the bound dirs (names as `_PACKAGE_DIR_NAMES`, and ensurepip's
+  bundled wheels), at most `depth` levels down: `mountns` hides each under an empty tmpfs."""
+  key = tuple(binds)
+  if key in _MASKS:
+    return _MASKS[key]
+  roots = [p for p in binds if os.path.isdir(p) and not os.path.islink(p)]
+  found: set[str] = set()
+  stack = [(root, 0) for root in roots]
+  while stack:
+    path, level = stack.pop()
+    try:
+      entries = list(os.scandir(path))
+    except OSError:
       continue
-    if any(path.startswith(p + "/") for p in paths if not os.path.islink(p)):
-      continue  # already visible through a parent bind
-    paths.append(path)
-  return paths
+    for entry in entries:
+      if not entry.is_dir(follow_symlinks=False):
+        continue
+      if entry.name in _PACKAGE_DIR_NAMES or (
+          entry.name == "_bundled" and os.path.basename(path) == "ensurepip"):
+        found.add(entry.path)
+      elif level + 1 < depth and entry.name != "__pycache__":
+        stack.append((entry.path, level + 1))
+  # Nested ones are hidden with their parent.
+  masks = tuple(sorted(p for p in found if not any(p.startswith(q + "/") for q in found)))
+  _MASKS[key] = masks
+  return masks
+
+
+# Run by the sandbox's interpreter (as the grader would import it, site included): where each
+# allowed name's package lives, the standard library's module names and dirs, and the shared
+# libraries mapped once every extension module of the standard library and the allowed packages
+# is loaded (the dirs mountns binds).
+_INSPECT_PYTHON = r"""
+import importlib, importlib.util, json, os, sys
+names = json.loads(sys.argv[1])
+dynload = [p for p in sys.path if p.endswith("lib-dynload")]
+stdlib_dirs = [os.path.dirname(os.__file__)] + dynload
+sys.path = [p for p in sys.path if p]  # not the current directory
+found = {}
+for name in names:
+  try:
+    spec = importlib.util.find_spec(name)
+  except (ImportError, ValueError):
+    spec = None
+  found[name] = None if spec is None else {
+      "origin": spec.origin, "locations": list(spec.submodule_search_locations or [])}
+for folder in dynload:
+  for file in sorted(os.listdir(folder)):
+    names.append(file.split(".")[0])
+for name in names:
+  try:
+    importlib.import_module(name)
+  except BaseException:
+    pass
+libraries = set()
+with open("/proc/self/maps") as f:
+  for line in f:
+    fields = line.split(None, 5)
+    path = fields[5].strip() if len(fields) == 6 else ""
+    if path.startswith("/") and not path.startswith(("/proc/", "/dev/", "/memfd:")):
+      libraries.add(path)
+print(json.dumps({"found": found, "stdlib_names": sorted(getattr(sys, "stdlib_module_names", ())),
+                  "stdlib_dirs": stdlib_dirs, "libraries": sorted(libraries)}))
+"""
+_INSPECTED: dict[tuple, dict] = {}
+
+
+def _inspect_python(python: str, names: Sequence[str]) -> dict:
+  """`_INSPECT_PYTHON`'s answer for `python` (as given: a venv's python finds the venv's
+  packages); RuntimeError when it cannot be run."""
+  key = (python, tuple(names))
+  if key not in _INSPECTED:
+    proc = None
+    try:
+      proc = subprocess.run([python, "-I", "-c", _INSPECT_PYTHON, json.dumps(list(names))],
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+      _INSPECTED[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError) as e:
+      stderr = proc.stderr[-500:] if proc is not None else ""
+      raise RuntimeError(f"sandbox: cannot run {python} to list the libraries and packages it "
+                         f"loads: {type(e).__name__}: {e} {stderr}") from e
+  return _INSPECTED[key]
+
+
+def _resolve_packages(inspected: dict, python: str,
+                      names: Sequence[str]) -> list[tuple[str, str]]:
+  """(host path, name under /packages) for each allowed top-level package, with its vendored
+  `<name>.libs` dir (auditwheel's shared libraries) when it has one; ValueError naming a bad one."""
+  binds: list[tuple[str, str]] = []
+  for i, name in enumerate(names):
+    info = inspected["found"].get(name)
+    if name in inspected["stdlib_names"]:
+      raise ValueError(f"allowed_packages[{i}]: {name!r} is part of the standard library, which "
+                       f"programs always get")
+    if info is None:
+      raise ValueError(f"allowed_packages[{i}]: {name!r} is not importable by {python}")
+    if info["locations"]:
+      if len(info["locations"]) != 1:
+        raise ValueError(f"allowed_packages[{i}]: {name!r} is a namespace package spread over "
+                         f"{info['locations']}; only single-directory packages can be bound")
+      source, target = os.path.realpath(info["locations"][0]), name
+    elif info["origin"] and os.path.isfile(info["origin"]):
+      source = os.path.realpath(info["origin"])
+      target = os.path.basename(info["origin"])  # a module file: name.py, name.cpython-….so
+    else:
+      raise ValueError(f"allowed_packages[{i}]: {name!r} has no file to bind ({info['origin']})")
+    binds.append((source, target))
+    libs = os.path.join(os.path.dirname(source), f"{name}.libs")
+    if os.path.isdir(libs):
+      binds.append((os.path.realpath(libs), f"{name}.libs"))
+  return list(dict.fromkeys(binds))
+
+
+def _check_package_names(names: Sequence[str]) -> list[str]:
+  if isinstance(names, (str, bytes)):
+    raise ValueError(f"allowed_packages must be a list of package names, got the string {names!r}")
+  names = list(names)
+  for i, name in enumerate(names):
+    if not isinstance(name, str) or not name.isidentifier():
+      raise ValueError(f"allowed_packages[{i}]: {name!r} is not a top-level package name "
+                       f"(an identifier, e.g. 'numpy'; no dots)")
+  return names
 
 
 def _default_mechanisms() -> tuple[str, ...]:
@@ -207,9 +369,23 @@ def _default_mechanisms() -> tuple[str, ...]:
   return (("userns",) if os.geteuid() != 0 else ()) + base + extra + seccomp + ("rlimits",)
 
 
+def _missing_text(mechanisms: Sequence[str], dropped: Mapping[str, str]) -> str:
+  """'netns unavailable (netns: unshare: …), pidns not requested', with a hint for userns."""
+  missing = [m for m in REQUIRED if m not in mechanisms]
+  if dropped.get("userns", "").startswith("unavailable") and "userns" not in mechanisms:
+    missing.insert(0, "userns")
+  parts = [f"{m} {dropped.get(m, 'unavailable')}" for m in missing]
+  text = ", ".join(parts) or "nothing missing"
+  if "userns" in missing:
+    text = ("user namespaces refused by the kernel (see sysctls kernel.unprivileged_userns_clone, "
+            "user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns, or the "
+            f"container's seccomp profile): {text}")
+  return text
+
+
 _UID_SLOTS = iter(range(1 << 30))
 _UID_LOCK = threading.Lock()
-_PROBED: dict[tuple, tuple[str, ...]] = {}
+_PROBED: dict[tuple, tuple[tuple[str, ...], dict[str, str]]] = {}  # -> (active, why dropped)
 
 
 def _next_uid() -> int:
@@ -224,21 +400,48 @@ class Sandbox:
 
   `run` is thread-safe and blocks for a free worker slot; `run_many` grades a batch concurrently.
   `mechanisms=None` probes what this machine allows (see the module docstring); pass a subset to
-  force a weaker mode (e.g. for tests). Call `close()` (or let it be collected) to stop the servers.
+  force a weaker mode (e.g. for tests). A mode without all of `REQUIRED` raises RuntimeError
+  unless `unsafe_allow_weak_sandbox=True`; one that would run programs as root always raises.
+  `allowed_packages` names top-level packages (as `python` imports them, e.g. ("numpy",)) whose
+  directories are bound read-only for programs to import; the standard library is always there.
+  Call `close()` (or let it be collected) to stop the servers.
   """
 
   def __init__(self, limits: SandboxLimits = SandboxLimits(), max_workers: int | None = None,
                mechanisms: Sequence[str] | None = None, python: str | None = None,
-               tmp_root: str | None = None):
+               tmp_root: str | None = None, allowed_packages: Sequence[str] = (),
+               unsafe_allow_weak_sandbox: bool = False):
     if not sys.platform.startswith("linux"):
       raise RuntimeError("the code sandbox needs Linux (namespaces, prctl, rlimits)")
+    if not isinstance(unsafe_allow_weak_sandbox, bool):
+      raise ValueError(f"unsafe_allow_weak_sandbox must be True or False, got "
+                       f"{unsafe_allow_weak_sandbox!r}")
     self.limits = limits
     self.max_workers = max_workers or len(os.sched_getaffinity(0))
     if not 1 <= self.max_workers <= 256:
       raise ValueError(f"Sandbox.max_workers must be in [1, 256], got {self.max_workers}")
     self.python = os.path.realpath(python or sys.executable)
+    if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
+      raise RuntimeError(f"sandbox: cannot run {python or sys.executable}: not an executable file")
     self.tmp_root = tmp_root or tempfile.gettempdir()
-    self._binds = _bind_paths(self.python)
+    requested = tuple(mechanisms) if mechanisms is not None else _default_mechanisms()
+    unknown = set(requested) - set(MECHANISMS)
+    if unknown:
+      raise ValueError(f"Sandbox.mechanisms: unknown {sorted(unknown)}; known: {MECHANISMS}")
+    self.unsafe_allow_weak_sandbox = unsafe_allow_weak_sandbox
+    if mechanisms is not None:  # refuse before anything runs
+      self._check_mode(requested, {m: "not requested" for m in MECHANISMS if m not in requested})
+    names = _check_package_names(allowed_packages)
+    inspected = _inspect_python(python or sys.executable, names)
+    self._packages = _resolve_packages(inspected, python or sys.executable, names)
+    self.allowed_packages = tuple(names)
+    self._binds = _bind_paths(self.python, inspected, self._packages)
+    self._masks = _package_dirs(self._binds)
+    reserved = [p for p in self._binds if p.split("/")[1] in ("work", "proc", "dev", "packages")]
+    if reserved and "mountns" in requested:
+      raise RuntimeError(f"sandbox: {reserved} would be bound where the private root keeps /work, "
+                         f"/proc, /dev or /packages; use an interpreter installed elsewhere "
+                         f"(python=…, e.g. a venv made without --copies)")
     self._servers = [_SlotServer(self.python) for _ in range(self.max_workers)]
     self._uids = [_next_uid() for _ in range(self.max_workers)]
     self._free: queue.Queue[int] = queue.Queue()
@@ -246,44 +449,74 @@ class Sandbox:
       self._free.put(slot)
     self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, "sandbox")
     self._finalizer = weakref.finalize(self, Sandbox._shutdown, self._servers, self._pool)
-    requested = tuple(mechanisms) if mechanisms is not None else _default_mechanisms()
-    unknown = set(requested) - set(MECHANISMS)
-    if unknown:
-      raise ValueError(f"Sandbox.mechanisms: unknown {sorted(unknown)}; known: {MECHANISMS}")
-    key = (self.python, requested, os.geteuid(), mechanisms is None)
-    if key not in _PROBED:
-      _PROBED[key] = self._probe(requested, auto=mechanisms is None)
-    self.mechanisms = _PROBED[key]
-    self.mode = "+".join(self.mechanisms)
+    key = (self.python, requested, os.geteuid(), mechanisms is None, tuple(self._binds),
+           self._masks, tuple(self._packages))
+    try:
+      if key not in _PROBED:
+        _PROBED[key] = self._probe(requested, auto=mechanisms is None)
+      self.mechanisms, dropped = _PROBED[key]
+      self.mode = "+".join(self.mechanisms)
+      self._check_mode(self.mechanisms, dropped)
+    except BaseException:
+      self.close()
+      raise
+    if not set(REQUIRED) <= set(self.mechanisms):
+      log.warning("sandbox: UNSAFE mode %s (unsafe_allow_weak_sandbox=True): %s", self.mode,
+                  _missing_text(self.mechanisms, dropped))
 
   @property
   def uids(self) -> tuple[int, ...]:
     return tuple(self._uids) if "uid" in self.mechanisms else ()
 
+  def _check_mode(self, mechanisms: Sequence[str], dropped: Mapping[str, str]) -> None:
+    """Raises RuntimeError when `mechanisms` would run programs as root, or (without the opt-in)
+    lack one of `REQUIRED`; `dropped` says why each missing one is missing."""
+    problems = []
+    weak = not set(REQUIRED) <= set(mechanisms)
+    if weak and not self.unsafe_allow_weak_sandbox:
+      problems.append(
+          f"{_missing_text(mechanisms, dropped)}; the {'+'.join(mechanisms)} mode cannot contain "
+          f"untrusted code (the audit hook is switched off from Python in a few lines); "
+          f"{_WEAK_OPT_IN}")
+    if os.geteuid() == 0 and "uid" not in mechanisms:
+      problems.append(
+          f"refusing to run untrusted programs as root: the uid mechanism (an unprivileged uid per "
+          f"slot) is {dropped.get('uid', 'unavailable')}; unsafe_allow_weak_sandbox does not allow "
+          f"this" + (f" (without mountns the slot uid must reach {self.python}: no 0700 "
+                     f"directory above it)" if "mountns" not in mechanisms else ""))
+    if problems:
+      raise RuntimeError("sandbox: " + "; and ".join(problems))
+
   def _probe(self, requested: tuple[str, ...], auto: bool):
-    """Runs `print(6*7)` with the requested mechanisms, dropping any that fail, and logs it."""
+    """Runs `print(6*7)` with the requested mechanisms, dropping any that fail, and logs it.
+    Returns (active mechanisms, {dropped mechanism: why}); raises before running as root."""
     active = [m for m in requested if m != "audit"]
-    dropped: list[str] = []
+    dropped = {m: "not requested" for m in MECHANISMS if m not in requested}
     while True:
       mechs = tuple(active) + (("audit",) if "mountns" not in active and
                                ("audit" in requested or auto) else ())
+      if os.geteuid() == 0 and "uid" not in mechs:
+        self._check_mode(mechs, dropped)  # raises: not even the probe runs as root
       result = self._run({"main.py": "print(6 * 7)"}, "", "main.py", mechs)
       if result.status == OK and result.stdout.strip() == "42":
         break
       culprit = result.detail.split(":", 1)[0] if result.status == SANDBOX_ERROR else ""
+      if culprit == "root":  # the server refused to run the program as root
+        raise RuntimeError(f"sandbox: {result.detail}")
       if culprit not in active:  # an exec/start failure: the fragile mechanisms first
         culprit = next((m for m in ("mountns", "uid", "seccomp", "userns", "pidns", "netns",
                                     "ipcns") if m in active), "")
       if not culprit:
         raise RuntimeError(f"sandbox: cannot run {self.python} even without isolation: "
                            f"{result.status} {result.detail} {result.stderr[-500:]}")
-      log.warning("sandbox: %s unavailable here (%s); continuing without it", culprit,
-                  result.detail or f"{result.status}: {result.stderr[-200:]}")
+      why = result.detail or f"{result.status}: {result.stderr[-200:]}"
+      log.warning("sandbox: %s unavailable here (%s); continuing without it", culprit, why)
       active.remove(culprit)
-      dropped.append(culprit)
+      dropped[culprit] = f"unavailable ({why})"
+    unavailable = [m for m, why in dropped.items() if why != "not requested"]
     log.info("sandbox: active isolation = %s%s", "+".join(mechs),
-             f"; unavailable: {', '.join(dropped)}" if dropped else "")
-    return mechs
+             f"; unavailable: {', '.join(unavailable)}" if unavailable else "")
+    return mechs, dropped
 
   def run(self, files: Mapping[str, str], stdin: str = "", entry: str = "main.py") -> RunResult:
     """Runs `python <entry>` in a fresh directory holding `files`, feeding `stdin`."""
@@ -309,6 +542,19 @@ class Sandbox:
       shutil.rmtree(tmp, ignore_errors=True)
       self._free.put(slot)
 
+  def _launcher(self, mechanisms: Sequence[str]) -> str:
+    if "mountns" in mechanisms:
+      dirs = [sandbox_server.PACKAGES_DIR] if self._packages else []
+    else:  # the host's dirs holding the packages (the audit hook hides the rest of them)
+      dirs = list(dict.fromkeys(os.path.dirname(source) for source, _ in self._packages))
+    paths = f"sys.path.extend({dirs!r})" if dirs else ""
+    guard = ""
+    if "audit" in mechanisms:
+      sources = tuple(source for source, _ in self._packages)
+      guard = (_AUDIT_GUARD + f"__r1jax_install_guard({tuple(self._binds)!r}, "
+               f"{self._masks!r}, {sources!r})\ndel __r1jax_install_guard\n")
+    return _LAUNCHER.format(paths=paths, guard=guard)
+
   def _run_in(self, tmp: str, slot: int, files: Mapping[str, str], stdin: str, entry: str,
               mechanisms: tuple[str, ...]) -> RunResult:
     uid = self._uids[slot] if "uid" in mechanisms else os.geteuid()
@@ -330,17 +576,18 @@ class Sandbox:
         os.chown(path, uid, gid)
     home = "/work" if "mountns" in mechanisms else work
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": home, "TMPDIR": home}
-    launcher = _LAUNCHER.format(guard=_AUDIT_GUARD if "audit" in mechanisms else "")
-    job = {"dir": tmp, "entry": entry, "python": self.python, "env": env, "launcher": launcher,
-           "mechanisms": list(mechanisms), "uid": uid, "gid": gid, "binds": self._binds,
-           "limits": dataclasses.asdict(self.limits)}
+    job = {"dir": tmp, "entry": entry, "python": self.python, "env": env,
+           "launcher": self._launcher(mechanisms), "mechanisms": list(mechanisms), "uid": uid,
+           "gid": gid, "binds": self._binds, "masks": list(self._masks),
+           "packages": [list(p) for p in self._packages], "limits": dataclasses.asdict(self.limits)}
     reply = self._servers[slot].request(job, timeout_s=self.limits.wall_s + 15.0)
     with open(os.path.join(tmp, "stdout"), "rb") as f:
       stdout_bytes = f.read(self.limits.max_output_bytes + 1)
     with open(os.path.join(tmp, "stderr"), "rb") as f:
-      f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+      stderr_size = os.fstat(f.fileno()).st_size
+      f.seek(max(0, stderr_size - 4096))
       stderr = f.read().decode("utf-8", errors="replace")
-    return _classify(reply, stdout_bytes, stderr, self.limits)
+    return _classify(reply, stdout_bytes, stderr, self.limits, stderr_size)
 
   def close(self) -> None:
     self._finalizer()
@@ -361,8 +608,10 @@ class Sandbox:
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc")
 
 
-def _classify(reply: dict | None, stdout_bytes: bytes, stderr: str,
-              limits: SandboxLimits) -> RunResult:
+def _classify(reply: dict | None, stdout_bytes: bytes, stderr: str, limits: SandboxLimits,
+              stderr_size: int = 0) -> RunResult:
+  """The run's status; `stderr` is the tail of a file of `stderr_size` bytes (both streams are
+  capped at `limits.max_output_bytes` by RLIMIT_FSIZE: reaching it on either is output_limit)."""
   stdout = stdout_bytes.decode("utf-8", errors="replace")
   if reply is None:
     return RunResult(SANDBOX_ERROR, None, stdout, stderr, detail="server died or hung")
@@ -377,8 +626,8 @@ def _classify(reply: dict | None, stdout_bytes: bytes, stderr: str,
     status = TIMEOUT
   elif code != 0 and any(m in stderr for m in _MEMORY_MARKERS):
     status = MEMORY
-  elif len(stdout_bytes) >= limits.max_output_bytes or "File too large" in stderr or (
-      code == -signal.SIGXFSZ):
+  elif (len(stdout_bytes) >= limits.max_output_bytes or stderr_size >= limits.max_output_bytes
+        or "File too large" in stderr or code == -signal.SIGXFSZ):
     status = OUTPUT_LIMIT
   elif code != 0:
     status = CRASH

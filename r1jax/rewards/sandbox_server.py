@@ -2,7 +2,9 @@
 
 This file runs as its own program (`command`: `python -I -S -B`, the standard library only, never
 importing r1jax), started once per worker slot by `sandbox.Sandbox` (an interpreter start and
-the ctypes import are most of a run's cost, so they are paid once); each run is then forks:
+the ctypes import are most of a run's cost, so they are paid once); each run is then forks.
+The server's argv names no host path (this file's path comes as the first stdin line), because
+the pid namespace's init, whose /proc/1/cmdline the program can read, is a fork of it:
 
   grader thread ──Popen──▶ slot server (reads jobs as JSON lines, forks per job)
                               └─fork─▶ job     (setsid; unshares the namespaces)
@@ -14,8 +16,11 @@ the ctypes import are most of a run's cost, so they are paid once); each run is 
 Without pidns the job process is the init. The grader only ever talks to its slot server, so a
 program that kills its parent kills an init (or, inside a pid namespace, cannot signal it at all).
 A job is a dict: its directory (stdin, stdout, stderr, work/), entry file, python, env, launcher
-source (`python -c`), mechanisms, uid/gid, read-only binds and limits; the reply is the exit
-status, wall and CPU seconds, or `setup_error` naming the mechanism that failed.
+source (`python -c`), mechanisms, uid/gid, read-only binds, masks (directories inside the binds
+hidden under an empty read-only tmpfs: the host's site-packages), packages ((host path, name)
+pairs bound read-only at /packages/<name>) and limits; the reply is the exit status, wall and CPU
+seconds, or `setup_error` naming the mechanism that failed. The program never runs as uid 0: a
+job that would is refused (`setup_error` "root: …").
 """
 from __future__ import annotations
 
@@ -43,17 +48,25 @@ _LOCKED_FLAGS = ((2, _MS_NOSUID), (4, _MS_NODEV), (8, _MS_NOEXEC), (1024, 1024),
 # (audit arch, socket nr, io_uring_setup nr) per machine; seccomp is skipped elsewhere.
 SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
 
-_SERVER_MAIN = "__r1jax_sandbox_server__"
+_SERVER_MAIN = "__slot_server__"
+PACKAGES_DIR = "/packages"  # where allowed packages appear in the private root
 # Starts a slot server from this file's source without putting its directory (which holds
-# math.py, code.py) on sys.path, where it would shadow the standard library.
+# math.py, code.py) on sys.path, where it would shadow the standard library. The source's path is
+# the first stdin line, not an argument: argv is readable by the program (/proc/1/cmdline).
 _BOOT = ("import sys,types;sys.path=[p for p in sys.path if p];m=types.ModuleType(%r);"
-         "m.__file__=sys.argv[1];sys.modules[m.__name__]=m;"
-         "exec(compile(open(sys.argv[1]).read(),sys.argv[1],'exec'),m.__dict__)" % _SERVER_MAIN)
+         "f=sys.stdin.buffer.readline().decode().rstrip('\\n');m.__file__=f;"
+         "sys.modules[m.__name__]=m;exec(compile(open(f).read(),f,'exec'),m.__dict__)"
+         % _SERVER_MAIN)
 
 
 def command(python: str) -> list[str]:
-  """The argv that starts a slot server with `python`."""
-  return [python, "-I", "-S", "-B", "-c", _BOOT, os.path.abspath(__file__)]
+  """The argv that starts a slot server with `python`; send `boot_line()` first on its stdin."""
+  return [python, "-I", "-S", "-B", "-c", _BOOT]
+
+
+def boot_line() -> bytes:
+  """The first stdin line a slot server reads: the path of this file."""
+  return os.fsencode(os.path.abspath(__file__)) + b"\n"
 
 
 class _SetupError(Exception):
@@ -141,6 +154,18 @@ def _build_root(job: dict) -> None:
     else:
       open(target, "w").close()
     _bind_readonly(path, target)
+  for path in job.get("masks", ()):  # host site-packages inside the binds: an empty, read-only dir
+    _mount("tmpfs", root + path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+           "size=4k,nr_inodes=16,mode=555")
+  if job.get("packages"):
+    os.mkdir(root + PACKAGES_DIR, 0o755)
+    for source, name in job["packages"]:
+      target = f"{root}{PACKAGES_DIR}/{name}"
+      if os.path.isdir(source):
+        os.mkdir(target, 0o755)
+      else:
+        open(target, "w").close()
+      _bind_readonly(source, target)
   os.mkdir(root + "/dev", 0o755)
   for name in ("null", "zero", "random", "urandom"):
     open(f"{root}/dev/{name}", "w").close()
@@ -212,6 +237,9 @@ def _exec_program(job: dict, status_fd: int) -> None:
       os.setgroups([])
       os.setresgid(job["gid"], job["gid"], job["gid"])
       os.setresuid(job["uid"], job["uid"], job["uid"])
+    if 0 in os.getresuid():
+      raise _SetupError(f"root: refusing to run the program as uid 0 (mechanisms "
+                        f"{'+'.join(mechs)}; the uid mechanism drops root)")
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, "prctl: pdeathsig")  # after setuid, which clears it
     _prctl(_PR_SET_NO_NEW_PRIVS, 1, "prctl: no_new_privs")
     if "seccomp" in mechs:

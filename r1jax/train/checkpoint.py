@@ -17,6 +17,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from r1jax import fs
+
 log = logging.getLogger(__name__)
 
 _PREEMPTED = threading.Event()
@@ -88,7 +90,8 @@ class Checkpointer:
     r1jax_logger = logging.getLogger("r1jax")
     if r1jax_logger.level == logging.NOTSET:
       r1jax_logger.setLevel(logging.INFO)
-    self.directory = os.path.abspath(directory)
+    # A local path made absolute (orbax needs it); gs://… passed through untouched.
+    self.directory = fs.name(directory)
     self._ocp = ocp
     self.shared_data = shared_data
     self.manager = ocp.CheckpointManager(

@@ -10,15 +10,16 @@ import contextlib
 import inspect
 import logging
 import os
-import shutil
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 from flax import nnx
 
+from r1jax import fs
 from r1jax.models.presets import get_preset
 from r1jax.models.sharded import create_sharded_model
 from r1jax.parallel.mesh import init_distributed, make_mesh
+from r1jax.parallel.multihost import sync
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,26 @@ def start_distributed(cfg) -> None:
   if dist is None:
     return
   n = int(dist.get("num_processes", 1))
+  ids = local_device_ids(dist.get("local_device_ids", ""))
   if n == 0:
-    init_distributed()
+    init_distributed(local_device_ids=ids)
   elif n > 1:
-    init_distributed(dist.get("coordinator_address") or None, n, int(dist.get("process_id", 0)))
+    init_distributed(dist.get("coordinator_address") or None, n, int(dist.get("process_id", 0)), local_device_ids=ids)
+
+
+def local_device_ids(value) -> Optional[list[int]]:
+  """config.distributed.local_device_ids ("0,1,2,3", a tuple, or "" for JAX's choice) -> ids."""
+  if value in ("", None, ()):
+    return None
+  parts = value.split(",") if isinstance(value, str) else list(value)
+  try:
+    ids = [int(p) for p in parts]
+  except (TypeError, ValueError):
+    raise ValueError(f"config.distributed.local_device_ids: expected comma-separated device ids "
+                     f"such as 0,1,2,3, got {value!r}") from None
+  if len(set(ids)) != len(ids) or min(ids) < 0:
+    raise ValueError(f"config.distributed.local_device_ids: ids must be distinct and >= 0, got {value!r}")
+  return ids
 
 
 def build_mesh(cfg) -> jax.sharding.Mesh:
@@ -59,8 +76,8 @@ def load_tokenizer(cfg, workdir: Optional[str] = None):
       cfg.tokenizer.path = path
   if not path:
     raise ValueError("config.tokenizer.path: no tokenizer given (and model.init_from has none)")
-  if os.path.isdir(path) and os.path.exists(os.path.join(path, TOKENIZER_FILE)):
-    path = os.path.join(path, TOKENIZER_FILE)
+  if fs.isdir(path) and fs.exists(fs.join(path, TOKENIZER_FILE)):
+    path = fs.join(path, TOKENIZER_FILE)
   return load(path)
 
 
@@ -69,20 +86,14 @@ def train_tokenizer(tcfg, workdir: str) -> str:
   from r1jax.data.tasks import corpora
   from r1jax.data.tokenizer import train_sentencepiece
 
-  path = os.path.join(workdir, TOKENIZER_FILE)
-  if not os.path.exists(path) and jax.process_index() == 0:
+  path = fs.join(workdir, TOKENIZER_FILE)
+  if not fs.exists(path) and jax.process_index() == 0:
     lines = []
     for name in str(tcfg.train_corpus).split(","):
       for rec in getattr(corpora, f"{name.strip()}_corpus")(seed=int(tcfg.get("seed", 0))):
         lines.extend(str(v) for k, v in rec.items() if isinstance(v, str) and k not in ("id", "task", "language"))
-    tok = train_sentencepiece(lines, vocab_size=int(tcfg.vocab_size))
-    os.makedirs(workdir, exist_ok=True)
-    tok.save(path + ".tmp")
-    os.replace(path + ".tmp", path)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("tokenizer trained")
+    fs.write_bytes(path, train_sentencepiece(lines, vocab_size=int(tcfg.vocab_size)).model_proto)
+  sync("tokenizer trained")  # the others read process 0's file (a shared workdir, or a bucket)
   return path
 
 
@@ -114,36 +125,39 @@ def stage_meta(cfg) -> dict:
   return {"stage": cfg.get("stage", cfg.kind), "template": t.to_dict() if hasattr(t, "to_dict") else dict(t)}
 
 
-def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str, meta: Optional[dict] = None) -> str:
-  """Writes <workdir>/final (HF layout + tokenizer + stage metadata) atomically. Process 0 writes;
-  the others take part in the per-tensor gathers of a model sharded across processes; all leave
-  once the export exists."""
-  from r1jax.convert.hf import drain_hf_tensors, save_hf_model
-  from r1jax.parallel.multihost import sync
-
-  out = os.path.join(workdir, FINAL)
+def publish_final(workdir: str, write: Callable[[str], None], drain: Callable[[], None], *,
+                  marker: str) -> str:
+  """Writes <workdir>/final once, for any export. Process 0 runs `write(local_dir)` into a staged
+  directory that then replaces final/ (a rename on local disks; on object stores an upload with
+  `marker`, the file readers test for completeness, last); the others run `drain()`, their part in
+  the per-tensor gathers of a model sharded across processes. All return after a barrier, once
+  final/ exists."""
+  out = fs.join(workdir, FINAL)
   if jax.process_index() != 0:
-    drain_hf_tensors(model)
-    sync("export written")
-    return out
-  tmp = out + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  save_hf_model(model, tmp)
-  if tokenizer_path:
-    src = tokenizer_path
-    if os.path.isdir(src):
-      src = os.path.join(src, TOKENIZER_FILE)
-    if os.path.exists(src):
-      shutil.copy(src, os.path.join(tmp, os.path.basename(src)))
-  if meta is not None:
-    import json
-
-    with open(os.path.join(tmp, STAGE_META), "w") as f:
-      json.dump(meta, f, indent=2)
-  shutil.rmtree(out, ignore_errors=True)
-  os.replace(tmp, out)
+    drain()
+  else:
+    with fs.staged_dir(out, last=(marker,)) as tmp:
+      write(tmp)
   sync("export written")
   return out
+
+
+def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str, meta: Optional[dict] = None) -> str:
+  """<workdir>/final: the HF layout (config.json written last), the tokenizer and the stage metadata."""
+  from r1jax.convert.hf import drain_hf_tensors, save_hf_model
+
+  def write(tmp: str) -> None:
+    save_hf_model(model, tmp)
+    if tokenizer_path:
+      src = tokenizer_path
+      if fs.isdir(src):
+        src = fs.join(src, TOKENIZER_FILE)
+      if fs.exists(src):
+        fs.copy(src, os.path.join(tmp, fs.path(src).name))
+    if meta is not None:
+      fs.write_json(os.path.join(tmp, STAGE_META), meta)
+
+  return publish_final(workdir, write, lambda: drain_hf_tensors(model), marker="config.json")
 
 
 def tokenizer_source(cfg) -> Optional[str]:
@@ -163,21 +177,16 @@ def resolve_offline_corpus(data_cfg, workdir: str) -> None:
   make = getattr(corpora, f"{name}_corpus", None)
   if make is None:
     raise ValueError(f"config.data.corpus: unknown corpus {name!r}")
-  path = os.path.join(workdir, "data", f"{name}.jsonl")
-  if not os.path.exists(path) and jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+  path = fs.join(workdir, "data", f"{name}.jsonl")
+  if not fs.exists(path) and jax.process_index() == 0:
     kw = {"n": int(data_cfg.corpus_size)} if data_cfg.get("corpus_size") else {}
     kw.update(dict(data_cfg.get("corpus_options", None) or {}))
     unknown = sorted(set(kw) - set(inspect.signature(make).parameters))
     if unknown:
       raise ValueError(f"config.data.corpus_options: {name}_corpus has no option {unknown}; it takes "
                        f"{sorted(set(inspect.signature(make).parameters) - {'seed'})}")
-    write_jsonl(make(seed=int(data_cfg.seed), **kw), path + ".tmp")
-    os.replace(path + ".tmp", path)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("offline corpus written")
+    write_jsonl(make(seed=int(data_cfg.seed), **kw), path)  # whole or not at all
+  sync("offline corpus written")
   with data_cfg.unlocked() if hasattr(data_cfg, "unlocked") else contextlib.nullcontext():
     data_cfg.spec.paths = (path,)
 

@@ -50,9 +50,11 @@ def _stage(kind: str, data_kind: str) -> ml_collections.ConfigDict:
 
 def distributed_config() -> ml_collections.ConfigDict:
   """Multi-host: 1 = single process, 0 = discover (TPU VM metadata, SLURM), > 1 = explicit
-  coordinator / process id. Read once, by the CLI, from the config it was given (a pipeline's
-  own, not its stages')."""
-  return ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address=""))
+  coordinator / process id. `local_device_ids` ("0,1,2,3"): the accelerators this process drives
+  ("" = JAX's choice: all of the host's, or GPU $SLURM_LOCALID under SLURM). Read once, by the CLI,
+  from the config it was given (a pipeline's own, not its stages')."""
+  return ml_collections.ConfigDict(dict(num_processes=1, process_id=0, coordinator_address="",
+                                        local_device_ids=""))
 
 
 def sft_base() -> ml_collections.ConfigDict:

@@ -4,11 +4,11 @@ like the paper's Table 3."""
 from __future__ import annotations
 
 import logging
-import os
 
 import jax
 from flax import nnx
 
+from r1jax import fs
 from r1jax.eval.evaluate import evaluate_policy, trained_format
 from r1jax.eval.report import markdown_table, write_json
 from r1jax.rewards.combine import CombinedReward
@@ -21,14 +21,11 @@ log = logging.getLogger(__name__)
 
 def _template_for(cfg, checkpoint: str):
   """The prompt template the checkpoint was trained with (its stage metadata), else the config's."""
-  import json
-
   from r1jax.data.templates import build_template
 
-  meta_path = os.path.join(checkpoint, common.STAGE_META)
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      t = json.load(f).get("template")
+  meta_path = fs.join(checkpoint, common.STAGE_META)
+  if fs.exists(meta_path):
+    t = fs.read_json(meta_path).get("template")
     if t:
       return build_template(t)
   return build_template(cfg.data.template)
@@ -61,9 +58,14 @@ def parse_checkpoints(spec: str) -> dict[str, str]:
 
 def check_evaluate_config(cfg) -> dict[str, str]:
   """Start-of-run checks; returns {label: checkpoint dir}."""
-  from r1jax.train.config_check import ConfigError, check_checkpoint_dir, need_sections
+  from r1jax.train.config_check import (ConfigError, check_checkpoint_dir, check_registry_names,
+                                        check_task_names, need_sections)
 
   need_sections(cfg, ("checkpoints", "eval", "data", "sampling"))
+  if not [t for t in str(cfg.eval.tasks).split(",") if t.strip()]:
+    raise ConfigError("config.eval.tasks: name at least one task (comma-separated)")
+  check_task_names(cfg.eval.tasks, "eval.tasks", comma=True)
+  check_registry_names(cfg)  # data.template: the fallback for checkpoints that do not name theirs
   try:
     checkpoints = parse_checkpoints(cfg.checkpoints)
   except ValueError as e:
@@ -107,9 +109,8 @@ def run_evaluate(cfg, workdir: str, checkpoints: dict[str, str] | None = None) -
       del model, sampler, params
   grader.close()
   if jax.process_index() == 0:
-    write_json(results, os.path.join(workdir, "eval_results.json"))
+    write_json(results, fs.join(workdir, "eval_results.json"))
     table = markdown_table(results, labels=list(checkpoints), include_length=True)
-    with open(os.path.join(workdir, "eval_table.md"), "w") as f:
-      f.write(table + "\n")
+    fs.write_text(fs.join(workdir, "eval_table.md"), table + "\n")
     print(table)
   return results

@@ -13,9 +13,11 @@ Besides those, a row has its indices: step (minibatch updates so far), rollout a
 """
 from __future__ import annotations
 
+import io
 import logging
-import os
 from typing import Mapping, Sequence
+
+from r1jax import fs
 
 import numpy as np
 
@@ -83,10 +85,11 @@ class NonFiniteGuard:
       return
     self.streak += 1
     self.total += 1
-    path = os.path.join(self.directory, f"step_{step}.npz")
+    path = fs.join(self.directory, f"step_{step}.npz")
     if self.enabled:
-      os.makedirs(self.directory, exist_ok=True)
-      np.savez(path, **minibatch)
+      buf = io.BytesIO()
+      np.savez(buf, **minibatch)
+      fs.write_bytes(path, buf.getvalue())
     log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row); minibatch saved to %s",
                 step, self.streak, path)
     if self.max_in_a_row and self.streak >= self.max_in_a_row:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from typing import Mapping, Optional
 
 import numpy as np
+
+from r1jax import fs
 
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,16 @@ class MetricsWriter:
   """
 
   def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True, prefix: str = ""):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = fs.join(workdir, "metrics.jsonl")
     self.enabled = enabled
     self.prefix = prefix
     self._tb = None
     if enabled:
-      os.makedirs(workdir, exist_ok=True)
-      if tensorboard:
+      fs.makedirs(workdir)
+      if tensorboard:  # tensorboard's own gfile: local paths, and URLs through fsspec
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self._tb = EventFileWriter(os.path.join(workdir, "tb"))
+        self._tb = EventFileWriter(fs.join(workdir, "tb"))
 
   def write(self, step: int, metrics: Mapping[str, object]) -> dict:
     row = {"step": int(step), "time": time.time()}
@@ -68,8 +69,7 @@ class MetricsWriter:
       log.warning("step %d: non-finite metrics %s", int(step), ", ".join(nonfinite))
     if not self.enabled:
       return row
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    fs.append_text(self.path, json.dumps(row) + "\n")
     if self._tb is not None:
       from tensorboard.compat.proto.event_pb2 import Event
       from tensorboard.compat.proto.summary_pb2 import Summary

@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 
+from r1jax import fs
+
 log = logging.getLogger(__name__)
 
 _REF = re.compile(r"\{([A-Za-z0-9_]+)(:dir)?\}")
@@ -39,7 +41,7 @@ def resolve(value: Any, dirs: dict[str, str]) -> Any:
       name, as_dir = m.group(1), m.group(2)
       if name not in dirs:
         raise KeyError(f"pipeline: reference to {name!r} before that stage ran (known: {sorted(dirs)})")
-      return dirs[name] if as_dir else os.path.join(dirs[name], "final")
+      return dirs[name] if as_dir else fs.join(dirs[name], "final")
     return _REF.sub(sub, value)
   if isinstance(value, (tuple, list)):
     return type(value)(resolve(v, dirs) for v in value)
@@ -98,12 +100,12 @@ def _offset_seeds(stage_cfg, offset: int) -> None:
 
 def stage_done(kind: str, workdir: str) -> bool:
   if kind == "rejection":
-    return os.path.exists(os.path.join(workdir, "data", "rejection_sft.jsonl"))
+    return fs.exists(fs.join(workdir, "data", "rejection_sft.jsonl"))
   if kind == "evaluate":
-    return os.path.exists(os.path.join(workdir, "eval_table.md"))
+    return fs.exists(fs.join(workdir, "eval_table.md"))
   if kind == "reward_model":
-    return os.path.exists(os.path.join(workdir, "final", "reward_model.json"))
-  return os.path.exists(os.path.join(workdir, "final", "config.json"))
+    return fs.exists(fs.join(workdir, "final", "reward_model.json"))
+  return fs.exists(fs.join(workdir, "final", "config.json"))
 
 
 def check_pipeline_config(cfg) -> None:
@@ -125,7 +127,7 @@ def run_pipeline(cfg, workdir: str, checked=None) -> dict:
   only = {s.strip() for s in str(cfg.get("only", "")).split(",") if s.strip()}
   for name, spec, overrides in cfg.stages:
     overrides = dict(overrides)
-    stage_dir = os.path.join(workdir, name)
+    stage_dir = fs.join(workdir, name)
     dirs[name] = stage_dir
     if only and name not in only:
       continue
@@ -146,6 +148,5 @@ def run_pipeline(cfg, workdir: str, checked=None) -> dict:
     run_stage(stage_cfg, stage_dir)
     timings[name] = time.perf_counter() - t0
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "timings.tsv"), "a") as f:
-        f.write(f"{name}\t{timings[name]:.1f}\n")
+      fs.append_text(fs.join(workdir, "timings.tsv"), f"{name}\t{timings[name]:.1f}\n")
   return timings

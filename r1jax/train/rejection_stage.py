@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -34,8 +33,11 @@ import jax
 import numpy as np
 from flax import nnx
 
+from r1jax import fs
+from r1jax.parallel.multihost import sync
 from r1jax.train import common, rejection
-from r1jax.train.config_check import ConfigError, check_model, need_positive, need_sections
+from r1jax.train.config_check import (ConfigError, check_corpus_names, check_model, check_registry_names,
+                                      check_reward_name, need_positive, need_sections)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ STATS_FILE = "stats.json"
 
 def dataset_path(workdir: str, fmt: str = "jsonl") -> str:
   """Where the stage writes its dataset (what the following SFT stage's data.spec.paths names)."""
-  return os.path.join(workdir, "data", f"{DATASET_NAME}.{fmt}")
+  return fs.join(workdir, "data", f"{DATASET_NAME}.{fmt}")
 
 
 def source_tag(cfg) -> str:
@@ -61,15 +63,9 @@ def check_rejection_config(cfg) -> None:
   check_model(cfg)  # the RL export (rejection sampling) or the teacher (distillation)
   if cfg.data.kind != "rl":
     raise ConfigError(f"config.data.kind: rejection sampling reads 'rl' prompts, got {cfg.data.kind!r}")
-  if not cfg.data.spec.paths:
-    from r1jax.data import tasks
-
-    names = [n.strip() for n in str(cfg.data.task.name).split(",") if n.strip()]
-    if not names:
-      raise ConfigError("config.data: set data.task.name (offline task(s), comma-separated) or data.spec.paths")
-    for name in names:
-      if name not in tasks.REASONING_TASKS:
-        raise ConfigError(f"config.data.task.name: unknown task {name!r}; known: {sorted(tasks.REASONING_TASKS)}")
+  if not cfg.data.spec.paths and not [n for n in str(cfg.data.task.name).split(",") if n.strip()]:
+    raise ConfigError("config.data: set data.task.name (offline task(s), comma-separated) or data.spec.paths")
+  check_registry_names(cfg)  # model.preset, tokenizer.train_corpus, data.template, data.task.name
   s = cfg.sampling
   need_positive(s, ("k", "max_new_tokens", "batch_prompts"), "sampling")
   need_positive(s, ("temperature", "num_slots"), "sampling", allow_zero=True)
@@ -82,10 +78,7 @@ def check_rejection_config(cfg) -> None:
   if r.keep_per_prompt > s.k:
     raise ConfigError(f"config.rejection.keep_per_prompt={r.keep_per_prompt} exceeds sampling.k={s.k}")
   need_positive(r, ("num_prompts", "shard_prompts", "min_kept"), "rejection", allow_zero=True)
-  from r1jax.rewards import registry
-
-  if r.reward not in registry.available():
-    raise ConfigError(f"config.rejection.reward: unknown reward {r.reward!r}; known: {registry.available()}")
+  check_reward_name(r.reward, "rejection.reward")
   try:
     filters_from_config(cfg.filters)
   except ValueError as e:
@@ -93,12 +86,9 @@ def check_rejection_config(cfg) -> None:
   if not cfg.mix.ratio > 0:
     raise ConfigError(f"config.mix.ratio: must be > 0 (reasoning rows per non-reasoning row), got {cfg.mix.ratio}")
   if cfg.mix.corpus:
-    from r1jax.data.tasks import corpora
-
-    if getattr(corpora, f"{cfg.mix.corpus}_corpus", None) is None:
-      raise ConfigError(f"config.mix.corpus: unknown corpus {cfg.mix.corpus!r} (a name in data.tasks.corpora)")
+    check_corpus_names(cfg.mix.corpus, "mix.corpus")
   for path in cfg.mix.paths:
-    if not os.path.exists(path):
+    if not fs.exists(path):
       raise ConfigError(f"config.mix.paths: {path} does not exist")
 
 
@@ -155,28 +145,8 @@ def non_reasoning_rows(mix_cfg, wanted: int) -> list[dict[str, Any]]:
 # -------------------------------------------------------------------------------------- runner
 
 
-def _read_json(path: str) -> dict:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _write_json(obj: dict, path: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, ensure_ascii=False)
-  os.replace(tmp, path)
-
-
 def _read_jsonl(path: str) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _sync(name: str) -> None:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices(name)
+  return [json.loads(line) for line in fs.read_text(path).splitlines() if line.strip()]
 
 
 def _shard_seed(seed: int, shard: int) -> int:
@@ -194,11 +164,10 @@ def run_rejection(cfg, workdir: str, checked=None) -> dict:
   from r1jax.train.stage_run import StageRun
 
   out_path = dataset_path(workdir)
-  stats_path = os.path.join(workdir, STATS_FILE)
-  if os.path.exists(out_path) and os.path.exists(stats_path):
+  stats_path = fs.join(workdir, STATS_FILE)
+  if fs.exists(out_path) and fs.exists(stats_path):
     log.info("%s exists: rejection sampling already finished; nothing to do", out_path)
-    return {**_read_json(stats_path), "skipped": True}
-  os.makedirs(os.path.join(workdir, "data", "parts"), exist_ok=True)
+    return {**fs.read_json(stats_path), "skipped": True}
   t_start = time.perf_counter()
   source = source_tag(cfg)
   filters = filters_from_config(cfg.filters)
@@ -228,11 +197,11 @@ def run_rejection(cfg, workdir: str, checked=None) -> dict:
       graphdef, params = nnx.split(model)
       sampler = Sampler(graphdef, model.cfg, mesh=mesh)
       for shard in range(n_shards):
-        part_rows = os.path.join(workdir, "data", "parts", f"shard_{shard:05d}.jsonl")
+        part_rows = fs.join(workdir, "data", "parts", f"shard_{shard:05d}.jsonl")
         part_stats = part_rows[:-len(".jsonl")] + ".stats.json"
-        if os.path.exists(part_stats) and os.path.exists(part_rows):  # the stats file is written last
+        if fs.exists(part_stats) and fs.exists(part_rows):  # the stats file is written last
           rows += _read_jsonl(part_rows)
-          parts.append(_read_json(part_stats))
+          parts.append(fs.read_json(part_stats))
           continue
         kept, st = rejection.generate_and_select(
             sampler, params, tok, template, records[shard * shard_size:(shard + 1) * shard_size], reward_fn,
@@ -245,8 +214,8 @@ def run_rejection(cfg, workdir: str, checked=None) -> dict:
             progress=bool(cfg.get("progress", True)) and jax.process_index() == 0)
         if jax.process_index() == 0:
           rejection.write_dataset(kept, part_rows)
-          _write_json(st, part_stats)
-        _sync(f"rejection shard {shard}")
+          fs.write_json(part_stats, st)
+        sync(f"rejection shard {shard}")
         rows += kept
         parts.append(st)
         log.info("shard %d/%d: kept %d of %d completions (acceptance %.3f)", shard + 1, n_shards, st["kept"],
@@ -270,7 +239,7 @@ def run_rejection(cfg, workdir: str, checked=None) -> dict:
                 "rows/total": len(mixed), "dataset": out_path, "seconds/total": time.perf_counter() - t_start})
   if n_reasoning < int(r.min_kept):
     if jax.process_index() == 0:
-      _write_json(stats, stats_path)
+      fs.write_json(stats_path, stats)
     raise RuntimeError(f"rejection sampling kept {n_reasoning} completions (< rejection.min_kept={int(r.min_kept)}) "
                        f"of {stats['completions']} sampled: accuracy {stats['accuracy']:.3f}, drops "
                        f"{ {k: stats[k] for k in stats if k.startswith(('dropped/', 'filter/'))} }; see {stats_path}")
@@ -278,12 +247,12 @@ def run_rejection(cfg, workdir: str, checked=None) -> dict:
     if cfg.output.get("arrayrecord", False):
       stats["dataset_arrayrecord"] = dataset_path(workdir, "arrayrecord")
       rejection.write_dataset(mixed, stats["dataset_arrayrecord"], fmt="arrayrecord")
-    _write_json(stats, stats_path)
+    fs.write_json(stats_path, stats)
     rejection.write_dataset(mixed, out_path)  # last: its existence marks a finished run
     writer = MetricsWriter(workdir)
     writer.write(0, stats)
     writer.close()
-  _sync("rejection dataset written")
+  sync("rejection dataset written")
   log.info("rejection sampling: %d reasoning + %d non-reasoning rows -> %s", n_reasoning,
            len(mixed) - n_reasoning, out_path)
   return {**stats, "skipped": False}

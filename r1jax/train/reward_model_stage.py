@@ -21,22 +21,21 @@ reward_model.json marks a finished stage, and a re-run on a finished workdir tra
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
+from r1jax import fs
 from r1jax.models.reward_head import RewardModel, make_score_fn, split_reward_model
-from r1jax.parallel.multihost import host_get, sync
+from r1jax.parallel.multihost import host_get
 from r1jax.rewards.model import META_FILE, RM_KINDS, save_reward_model
 from r1jax.train import common
 from r1jax.train import reward_model as trm
-from r1jax.train.config_check import ConfigError, check_model, need_positive, need_sections
+from r1jax.train.config_check import ConfigError, check_model, check_registry_names, need_positive, need_sections
 from r1jax.train.stage_run import StageRun
 from r1jax.train.state import init_train_state, make_optimizer, merge
 
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 DATA_KIND = {"helpfulness": "preference", "safety": "pointwise"}
 CORPUS = {"helpfulness": "preference", "safety": "safety"}
 EVAL_FILE = "eval.json"
-HELDOUT_FILE = os.path.join("data", "heldout.jsonl")
+HELDOUT_FILE = "data/heldout.jsonl"
 
 
 # ------------------------------------------------------------------ config
@@ -68,7 +67,7 @@ def check_reward_model_config(cfg) -> None:
     raise ConfigError(f"config.data: set data.corpus ({CORPUS[kind]!r}, synthetic) or data.spec.paths (files)")
   for key, paths in (("data.spec.paths", cfg.data.spec.paths), ("rm.eval_paths", cfg.rm.eval_paths)):
     for path in paths:
-      if not os.path.exists(path):
+      if not fs.exists(path):
         raise ConfigError(f"config.{key}: {path} does not exist")
   if not 0.0 <= float(cfg.rm.eval_fraction) < 1.0:
     raise ConfigError(f"config.rm.eval_fraction: must be in [0, 1), got {cfg.rm.eval_fraction}")
@@ -81,6 +80,7 @@ def check_reward_model_config(cfg) -> None:
     raise ConfigError(f"config.data.max_len: must be >= 2, got {cfg.data.max_len}")
   if float(cfg.optim.learning_rate) <= 0:
     raise ConfigError(f"config.optim.learning_rate: must be > 0, got {cfg.optim.learning_rate}")
+  check_registry_names(cfg)  # model.preset, tokenizer.train_corpus, data.template, data.corpus
 
 
 def _data_config(cfg, workdir: str) -> ml_collections.ConfigDict:
@@ -123,9 +123,7 @@ def _write_jsonl(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 
   if jax.process_index() != 0:
     return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  write_jsonl(({k: v for k, v in r.items() if not k.startswith("_")} for r in rows), path + ".tmp")
-  os.replace(path + ".tmp", path)
+  write_jsonl(({k: v for k, v in r.items() if not k.startswith("_")} for r in rows), path)
 
 
 def load_records(cfg, data, workdir: str) -> tuple[list[dict], list[dict]]:
@@ -135,7 +133,7 @@ def load_records(cfg, data, workdir: str) -> tuple[list[dict], list[dict]]:
     train, heldout = records, _read(data, cfg.rm.eval_paths)
   else:
     train, heldout = split_records(records, float(cfg.rm.eval_fraction), int(cfg.seed))
-  _write_jsonl(heldout, os.path.join(workdir, HELDOUT_FILE))
+  _write_jsonl(heldout, fs.join(workdir, HELDOUT_FILE))
   train, _ = trm.prepare_records(cfg.rm.kind, train)
   if not train:
     raise ValueError(f"reward model stage: no usable {cfg.rm.kind} training records in {data.spec.paths}")
@@ -177,33 +175,24 @@ def evaluate(kind: str, model: RewardModel, tokenizer, records: Sequence[Mapping
 
 
 def export_reward_model(model: RewardModel, tokenizer, cfg, workdir: str, template) -> str:
-  """<workdir>/final via `save_reward_model`, written to a temp dir and renamed by process 0 (the
-  others take part in the per-tensor gathers of a model sharded across processes)."""
+  """<workdir>/final via `save_reward_model` (reward_model.json written last); see `publish_final`."""
   from r1jax.convert.hf import drain_hf_tensors
 
-  out = os.path.join(workdir, common.FINAL)
-  if jax.process_index() != 0:
+  source = common.tokenizer_source(cfg)
+
+  def write(tmp: str) -> None:
+    save_reward_model(model, tmp, kind=cfg.rm.kind, tokenizer=source if source else tokenizer,
+                      template=template, max_len=int(cfg.data.max_len))
+
+  def drain() -> None:
     drain_hf_tensors(model.backbone)
     host_get((model.score_head[...], model.score_bias[...]))
-    sync("reward model exported")
-    return out
-  tmp = out + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  source = common.tokenizer_source(cfg)
-  save_reward_model(model, tmp, kind=cfg.rm.kind, tokenizer=source if source else tokenizer,
-                    template=template, max_len=int(cfg.data.max_len))
-  shutil.rmtree(out, ignore_errors=True)
-  os.replace(tmp, out)
-  sync("reward model exported")
-  return out
+
+  return common.publish_final(workdir, write, drain, marker=META_FILE)
 
 
 def _read_json(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+  return fs.read_json(path) if fs.exists(path) else {}
 
 
 # ------------------------------------------------------------------ the stage
@@ -216,9 +205,9 @@ def run_reward_model(cfg, workdir: str, checked=None) -> dict:
   from r1jax.data.global_batch import to_global
   from r1jax.data.templates import build_template
 
-  if os.path.exists(os.path.join(workdir, common.FINAL, META_FILE)):
+  if fs.exists(fs.join(workdir, common.FINAL, META_FILE)):
     log.info("%s: reward model already exported; nothing to do", workdir)
-    return _read_json(os.path.join(workdir, EVAL_FILE))
+    return _read_json(fs.join(workdir, EVAL_FILE))
   kind, total = cfg.rm.kind, int(cfg.train.steps)
   with StageRun(cfg, workdir, default_name="reward_model") as run:
     tok, mesh = run.tokenizer, run.mesh
@@ -253,7 +242,6 @@ def run_reward_model(cfg, workdir: str, checked=None) -> dict:
       run.writer.write(total, {k: v for k, v in result.items() if k.startswith("eval/")})
       log.info("%s reward model, held out: %s", kind, {k: v for k, v in result.items() if k.startswith("eval/")})
     if run.is_main:
-      with open(os.path.join(workdir, EVAL_FILE), "w") as f:
-        json.dump(result, f, indent=2)
+      fs.write_json(fs.join(workdir, EVAL_FILE), result)
     export_reward_model(model, tok, cfg, workdir, template)
   return result

@@ -9,7 +9,6 @@ The row logged per rollout follows `train.grpo_metrics` (reward/, rollout/, trai
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import jax
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r1jax import fs
 from r1jax.eval.metrics import reflection_metrics
 from r1jax.parallel.multihost import host_get
 from r1jax.parallel.sharding import BATCH_AXES
@@ -25,9 +25,10 @@ from r1jax.rl.config import GRPOConfig
 from r1jax.sampling import Sampler, SamplingParams
 from r1jax.train import common
 from r1jax.train import grpo_metrics as gm
-from r1jax.train.config_check import ConfigError, check_training, need_sections
+from r1jax.train.config_check import ConfigError, check_reward_name, check_task_names, check_training, need_sections
 from r1jax.train.grpo import make_ref_logprobs_fn, make_update_step, minibatch_slices, score_rollout
 from r1jax.train.rollout import Rollout, fill_rollout
+from r1jax.train.sharded_reward import ShardedReward
 from r1jax.train.stage_run import StageRun
 from r1jax.train.state import init_train_state, make_optimizer, merge, split_model
 
@@ -38,8 +39,6 @@ copy_tree = jax.jit(lambda t: jax.tree.map(jnp.copy, t))
 def check_grpo_config(cfg) -> GRPOConfig:
   """Start-of-run checks of a GRPO stage (each error names its key); returns its GRPOConfig, built
   here once from `cfg.grpo` and handed to `run_rl`."""
-  from r1jax.rewards import registry
-
   check_training(cfg, data_kind="rl", what="a grpo stage", train_keys=("rollouts", "checkpoint_every"))
   need_sections(cfg, ("grpo", "rewards", "sampling", "eval"))
   try:
@@ -50,13 +49,11 @@ def check_grpo_config(cfg) -> GRPOConfig:
   if cfg.data.batch_size != prompts:
     raise ConfigError(f"config.data.batch_size={cfg.data.batch_size} must equal grpo.prompts_per_step * "
                       f"grpo.num_minibatches = {prompts} (prompts per rollout; leave it unset to follow them)")
-  known = set(registry.available())
   for name in cfg.rewards.weights:
-    if name not in known:
-      failed = registry.import_failures()
-      raise ConfigError(f"config.rewards.weights.{name}: unknown reward; known: {sorted(known)}"
-                        + (f"; reward modules that failed to import: {failed}" if failed else ""))
+    check_reward_name(name, f"rewards.weights.{name}")
+  _check_reward_options(cfg.rewards)
   _check_learned_rewards(cfg.rewards)
+  check_task_names(cfg.eval.task, "eval.task")  # the held-out evaluation's task
   return gcfg
 
 
@@ -64,7 +61,8 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
   """Runs (or resumes) one GRPO stage in `workdir`; returns the last rollout's metrics row."""
   from r1jax.data.config import dataset_from_config
 
-  reward_fn = CombinedReward(dict(cfg.rewards.weights), options=dict(cfg.rewards.get("options", {}) or {}))
+  # With several processes each grades a slice of the rows (rule rewards) and the scores are gathered.
+  reward_fn = ShardedReward(CombinedReward(dict(cfg.rewards.weights), options=dict(cfg.rewards.get("options", {}) or {})))
   try:
     with StageRun(cfg, workdir, default_name="grpo", shared_data=True) as run:
       tok, mesh = run.tokenizer, run.mesh
@@ -86,7 +84,7 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
                                         use_ref=use_ref), donate_argnums=0)
       ref_lp = jax.jit(make_ref_logprobs_fn(graphdef, gcfg.logprob_chunk_size, gcfg.rollout_temperature))
       batch_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(BATCH_AXES))
-      guard = gm.NonFiniteGuard(os.path.join(workdir, "nonfinite"), int(cfg.train.max_nonfinite_updates),
+      guard = gm.NonFiniteGuard(fs.join(workdir, "nonfinite"), int(cfg.train.max_nonfinite_updates),
                                 streak=int(meta.get("nonfinite_streak", 0)), total=int(meta.get("nonfinite_total", 0)),
                                 enabled=run.is_main)
       step = int(state.step)  # a host copy: no device sync between the minibatch updates of a rollout
@@ -148,7 +146,7 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
   if jax.process_index() == 0 and cfg.train.plots:
     from r1jax.eval.plots import plot_jsonl
 
-    plot_jsonl(run.writer.path, os.path.join(workdir, "plots"))
+    plot_jsonl(run.writer.path, fs.join(workdir, "plots"))
   return row
 
 
@@ -207,6 +205,21 @@ def heldout_evaluator(cfg, sampler, tok, reward_fn, stop_ids):
   return evaluate
 
 
+def _check_reward_options(rewards) -> None:
+  """rewards.options names only weighted rewards; the accuracy reward's routes and per-verifier
+  options name registered rewards."""
+  options = rewards.get("options", {}) or {}
+  for name in options:
+    if name not in rewards.weights:
+      raise ConfigError(f"config.rewards.options.{name}: options for a reward with no weight; "
+                        f"rewards.weights names {sorted(rewards.weights)}")
+  accuracy = options.get("accuracy", None) or {}
+  for task, target in dict(accuracy.get("routes", None) or {}).items():
+    check_reward_name(target, f"rewards.options.accuracy.routes.{task}")
+  for name in dict(accuracy.get("options", None) or {}):
+    check_reward_name(name, f"rewards.options.accuracy.options.{name}")
+
+
 def _check_learned_rewards(rewards) -> None:
   """A learned reward (helpfulness_rm, safety_rm) needs options.<name>.path: a reward model dir."""
   from r1jax.rewards.model import META_FILE, RM_KINDS
@@ -219,5 +232,5 @@ def _check_learned_rewards(rewards) -> None:
     if not path:
       raise ConfigError(f"config.rewards.options.{name}.path: set it to a reward model directory "
                         "(a reward_model stage's <workdir>/final)")
-    if not os.path.exists(os.path.join(path, META_FILE)):
+    if not fs.exists(fs.join(path, META_FILE)):
       raise ConfigError(f"config.rewards.options.{name}.path: {path!r} has no {META_FILE} (not a reward model dir)")

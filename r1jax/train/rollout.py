@@ -18,7 +18,15 @@ from r1jax.rl.advantages import all_equal_groups
 from r1jax.sampling.sampler import GenerationResult
 
 # Reward metrics that count things: summed over draws (the others are per-draw means, averaged).
-_COUNT_SUFFIXES = ("/failed", "/nonfinite", "/rows", "unrouted")
+# The failure counters of the graders (math: pool_failures, errors, timeouts) are counts too.
+_COUNT_SUFFIXES = ("/failed", "/nonfinite", "/rows", "unrouted",
+                   "/pool_failures", "/errors", "/timeouts", "/timeouts_hard",
+                   "/no_answer", "/no_parse", "/bad_gold", "/too_long", "/graded")
+
+
+def is_count(key: str) -> bool:
+  """Whether a reward metric (prefixed "accuracy/math/errors" or not "errors") counts rows."""
+  return ("/" + key).endswith(_COUNT_SUFFIXES)
 
 
 @dataclasses.dataclass
@@ -93,7 +101,7 @@ def merge_reward_metrics(metrics: Sequence[Mapping[str, float]]) -> dict[str, fl
   out = {}
   for k in sorted(keys):
     vals = [float(m[k]) for m in metrics if k in m]
-    out[k] = float(np.sum(vals)) if k.endswith(_COUNT_SUFFIXES) else float(np.mean(vals))
+    out[k] = float(np.sum(vals)) if is_count(k) else float(np.mean(vals))
   return out
 
 

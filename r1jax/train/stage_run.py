@@ -17,11 +17,11 @@ by its finished shards, evaluation by its finished table.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping, Optional
 
 import jax
 
+from r1jax import fs
 from r1jax.train import common
 from r1jax.train.checkpoint import Checkpointer, install_preemption_handler
 from r1jax.train.metrics import MetricsWriter, Progress
@@ -34,7 +34,8 @@ class StageRun:
 
   def __init__(self, cfg, workdir: str, *, default_name: str, tokenizer: bool = True, checkpoints: bool = True,
                tensorboard: bool = True, shared_data: bool = False):
-    os.makedirs(workdir, exist_ok=True)
+    workdir = fs.name(workdir)  # local: absolute; gs://…: as given
+    fs.makedirs(workdir)
     install_preemption_handler()
     self.cfg, self.workdir = cfg, workdir
     self.name = cfg.get("stage", default_name)
@@ -43,7 +44,7 @@ class StageRun:
     self.tokenizer = common.load_tokenizer(cfg, workdir) if tokenizer else None
     # shared_data: every process iterates the same data (GRPO prompts), so one iterator state is
     # saved, by process 0, and restores on any process count.
-    self.ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints),
+    self.ckpt = Checkpointer(fs.join(workdir, "checkpoints"), max_to_keep=int(cfg.train.keep_checkpoints),
                              shared_data=shared_data) if checkpoints else None
     self.writer = MetricsWriter(workdir, enabled=self.is_main, tensorboard=tensorboard)
     self.bar: Optional[Progress] = None

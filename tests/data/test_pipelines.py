@@ -341,3 +341,32 @@ def test_to_global_on_8_device_mesh(devices8, sp_tokenizer):
   assert to_global(batch, data_mesh)["tokens"].sharding.spec == P(("data",), None)
   with pytest.raises(ValueError, match=r"not divisible by the 8 shards .*data=2, fsdp=2, expert=2"):
     to_global({"tokens": np.zeros((6, 4), np.int32)}, mesh)
+
+
+@pytest.mark.parametrize("kind", ["rl", "sft"])
+def test_a_lone_surrogate_is_skipped_up_front_not_mid_epoch(sp_tokenizer, tmp_path, kind):
+  """JSON "\\ud800" decodes to a str no tokenizer can encode: the prescan skips that row with
+  file:line and the field, and a whole epoch then runs (it used to crash part-way through)."""
+  import json
+
+  from r1jax.data.sources import JsonlSource
+
+  rows = rl_rows(12, long_every=100) if kind == "rl" else sft_rows(12)
+  lines = [json.dumps(r) for r in rows]
+  field = "prompt" if kind == "rl" else "response"
+  lines[7] = lines[7].replace(f'"{field}": "', f'"{field}": "x\\ud800', 1)
+  path = tmp_path / "data.jsonl"
+  path.write_text("\n".join(lines) + "\n")
+  src = JsonlSource(str(path), DatasetSpec(paths=(str(path),), kind=kind, max_skip_fraction=0.1))
+  assert len(src) == 11
+  assert src.stats.first_bad == [(f"{path}:8", f"field '{field}': not valid text, a lone surrogate "
+                                  "U+D800 at character 1 (cannot be encoded as UTF-8)")]
+  if kind == "rl":
+    ds = pipelines.rl_prompt_dataset(src, sp_tokenizer, RAW, batch_size=1, max_prompt_len=1000,
+                                     seed=0, num_epochs=1, process_index=0, process_count=1)
+    ids = [m["id"] for b in ds for m in b["metadata"]]
+  else:
+    ds = pipelines.sft_dataset(src, sp_tokenizer, RAW, seq_len=64, pack=False, batch_size=1,
+                               seed=0, num_epochs=1, process_index=0, process_count=1)
+    ids = [b for b in ds]
+  assert len(ids) == 11

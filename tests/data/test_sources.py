@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import re
 
 import pytest
 
@@ -184,3 +185,88 @@ def test_in_memory_source_validates_like_a_file():
   src = InMemorySource(rows, DatasetSpec(paths=("gen",), max_skip_fraction=0.5), name="gen")
   assert len(src) == 2 and src.stats.first_bad == [("gen:2", "missing field 'answer'")]
   assert src[1]["id"] == "gen:3"
+
+
+def _only_bad(src):
+  return {loc: why for loc, why in src.stats.first_bad}
+
+
+def test_nan_and_infinity_answers_are_rejected_with_file_line(write_lines, tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  lines = [json.dumps(good(i)).encode() for i in range(10)]
+  lines[2] = b'{"question": "q", "solution": NaN}'  # what json.dumps(float("nan")) writes
+  lines[5] = b'{"question": "q", "solution": Infinity}'
+  lines[7] = b'{"question": "q", "solution": [1, -Infinity]}'
+  path = write_lines("nan.jsonl", lines)
+  bad = _only_bad(JsonlSource(path, SPEC))
+  assert sorted(bad) == [f"{path}:3", f"{path}:6", f"{path}:8"], bad
+  assert "field 'solution': NaN / Infinity is not an answer" in bad[f"{path}:3"]
+  assert "field 'solution[1]': NaN / Infinity" in bad[f"{path}:8"]
+  pq_path = os.path.join(tmp_path, "nan.parquet")
+  pq.write_table(pa.table({"question": ["a", "b", "c"], "solution": [1.5, float("nan"), 2.0]}), pq_path)
+  src = ParquetSource(pq_path, SPEC)
+  assert [src[i]["answer"] for i in range(len(src))] == [1.5, 2.0]
+  assert list(_only_bad(src)) == [f"{pq_path}:row 2"]
+
+
+def test_lone_surrogates_are_rejected_up_front_with_file_line_and_field(write_lines):
+  """JSON's "\\ud800" escape decodes to a str that cannot be encoded: it used to pass the scan
+  and crash the tokenizer mid-epoch with no file:line."""
+  lines = [json.dumps(good(i)).encode() for i in range(10)]
+  lines[1] = b'{"question": "caf\\ud800", "solution": "1"}'
+  lines[4] = b'{"question": "q", "solution": ["1", "\\udfff"]}'
+  lines[6] = b'{"question": "q", "solution": "1", "language": "e\\ud83dn"}'
+  path = write_lines("surrogates.jsonl", lines)
+  bad = _only_bad(JsonlSource(path, SPEC))
+  assert sorted(bad) == [f"{path}:2", f"{path}:5", f"{path}:7"], bad
+  assert "field 'question': not valid text, a lone surrogate U+D800 at character 3" in bad[f"{path}:2"]
+  assert "field 'solution[1]'" in bad[f"{path}:5"] and "field 'language'" in bad[f"{path}:7"]
+  # Paired surrogates in JSON are one valid character.
+  assert canonicalize(json.loads('{"prompt": "\\ud83d\\ude42", "answer": "1"}'),
+                      DatasetSpec(paths=("m",)))["prompt"] == "\U0001f642"
+  sft = DatasetSpec(paths=("m",), kind="sft")
+  msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo\ud800"}]
+  assert "field 'messages[1].content': not valid text" in canonicalize({"messages": msgs}, sft)
+  src = InMemorySource([{"prompt": "a", "answer": "1"}, {"prompt": "b\udc80", "answer": "2"}],
+                       DatasetSpec(paths=("gen",), max_skip_fraction=0.5), name="gen")
+  assert len(src) == 1 and list(_only_bad(src)) == ["gen:2"]
+
+
+def test_blank_sft_responses_are_rejected():
+  sft = DatasetSpec(paths=("m",), kind="sft")
+  assert "field 'response': empty" in canonicalize({"prompt": "p", "response": ""}, sft)
+  assert "field 'response': empty" in canonicalize({"prompt": "p", "response": " \n\t"}, sft)
+  assert "field 'text': empty" in canonicalize({"text": "  "}, sft)
+  msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]
+  assert "field 'messages[1].content': empty assistant turn" in canonicalize({"messages": msgs}, sft)
+  mapped = DatasetSpec(paths=("m",), kind="sft", fields={"response": "completion"})
+  assert "field 'completion': empty" in canonicalize({"prompt": "p", "completion": ""}, mapped)
+  assert canonicalize({"prompt": "p", "response": "r"}, sft)["response"] == "r"
+
+
+def test_blank_sft_response_in_a_file_names_file_and_line(write_lines):
+  rows = [{"prompt": f"p{i}", "response": f"r{i}"} for i in range(5)]
+  rows[3]["response"] = ""
+  path = write_lines("sft.jsonl", [json.dumps(r).encode() for r in rows])
+  with pytest.raises(DataError, match=re.escape(f"{path}:4: field 'response': empty")):
+    JsonlSource(path, DatasetSpec(paths=(path,), kind="sft", max_skip_fraction=0.0))
+
+
+def test_unreadable_parquet_names_the_file(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  whole = os.path.join(tmp_path, "whole.parquet")
+  pq.write_table(pa.table({"question": [f"q{i}" for i in range(100)], "solution": ["1"] * 100}), whole)
+  data = open(whole, "rb").read()
+  truncated = os.path.join(tmp_path, "truncated.parquet")
+  with open(truncated, "wb") as f:
+    f.write(data[: len(data) // 2])
+  not_parquet = os.path.join(tmp_path, "notes.parquet")
+  with open(not_parquet, "w") as f:
+    f.write('{"question": "q", "solution": "1"}\n')
+  for path in (truncated, not_parquet):
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}: not a readable Parquet file")):
+      open_source(DatasetSpec(paths=(path,), kind="rl", fields=SPEC.fields))

@@ -6,9 +6,13 @@ sandbox shows up as a reward above 0; the host-side effects are checked separate
 """
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
+import site
 import socket
+import sys
 import uuid
 
 import numpy as np
@@ -25,6 +29,42 @@ TAG = uuid.uuid4().hex[:12]
 
 ADD_TESTS = {"tests": [{"stdin": f"{a} {b}\n", "stdout": f"{a + b}\n"}
                        for a, b in [(1, 2), (-5, 3), (10, 0), (-1, -1), (7, 8)]]}
+
+
+@functools.lru_cache(maxsize=None)
+def _host_site_dirs() -> list[str]:
+  """The host's third-party package dirs, as a program trying to import them would list them
+  (test_sandbox also walks /usr and /opt for vendored ones)."""
+  dirs = site.getsitepackages() + site.getsitepackages([sys.base_prefix])
+  dirs += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+  dirs += glob.glob("/usr/lib/python3*/*-packages")
+  dirs += glob.glob("/usr/local/lib/python3*/*-packages")
+  return [d for d in dict.fromkeys(os.path.realpath(d) for d in dirs) if os.path.isdir(d)]
+
+
+def _host_package() -> str | None:
+  """A third-party package on this host, for the import attack (pip is in nearly every prefix)."""
+  for name in ("pip", "setuptools", "yaml", "numpy", "pytest"):
+    if any(os.path.isdir(os.path.join(d, name)) for d in _host_site_dirs()):
+      return name
+  return None
+
+
+def _refuse_namespaces(monkeypatch) -> list[dict]:
+  """As a kernel that refuses unshare(2) (see test_sandbox); returns the files of each real run."""
+  monkeypatch.setattr(sandbox_lib, "_PROBED", {})
+  real_run, ran = sandbox_lib.Sandbox._run, []
+
+  def run(self, files, stdin, entry, mechanisms):
+    namespaces = [m for m in mechanisms if m in ("userns", "netns", "pidns", "ipcns", "mountns")]
+    if namespaces:
+      return sandbox_lib.RunResult(sandbox_lib.SANDBOX_ERROR, None, "", "", detail=(
+          f"{namespaces[0]}: unshare: Operation not permitted (errno 1)"))
+    ran.append(dict(files))
+    return real_run(self, files, stdin, entry, mechanisms)
+
+  monkeypatch.setattr(sandbox_lib.Sandbox, "_run", run)
+  return ran
 
 
 def fenced(program: str, wrap_answer: bool = True) -> str:
@@ -284,6 +324,9 @@ def _attacks(bait) -> dict[str, tuple[str, str]]:
                              "'import time; time.sleep(3); print(\"daemon survived\")', "
                              f"'daemon_{TAG}'])\n", "daemon survived"),
       "syntax_error": ("print('ok'", "ok"),
+      "stderr_flood": ("import sys\nsys.stderr.write('x' * (10 << 20))\nprint('done')", "done"),
+      "host_package": (f"import sys\nsys.path.extend({_host_site_dirs()!r})\n"
+                       f"import {_host_package() or 'pip'}\nprint('imported')", "imported"),
   }
 
 
@@ -318,8 +361,8 @@ def test_attack_outcomes_are_counted(adversarial):
   _, metrics = adversarial
   assert metrics["timeouts"] >= 3        # infinite loop, fork bomb, sleep
   assert metrics["memory_kills"] >= 1
-  assert metrics["output_limits"] >= 1
-  assert metrics["crashes"] >= 5         # reads, write, socket, syntax error
+  assert metrics["output_limits"] >= 2   # stdout flood, stderr flood
+  assert metrics["crashes"] >= 6         # reads, write, socket, syntax error, host package
   assert metrics["sandbox_errors"] == 0 and metrics["grader_errors"] == 0
 
 
@@ -342,10 +385,85 @@ def test_host_is_untouched_after_the_attacks(adversarial, bait, reward):
   assert out.scores[0] == 1.0
 
 
+def test_stderr_flood_is_an_output_limit(reward):
+  out = reward([fenced("import sys\nsys.stderr.write('x' * (10 << 20))\nprint('done')")],
+               [{"tests": [{"stdin": "", "stdout": "done\n"}]}], [{}])
+  assert out.scores[0] == 0.0
+  assert out.metrics["output_limits"] == 1 and out.metrics["crashes"] == 0
+
+
+def test_host_packages_cannot_be_imported(reward):
+  name = _host_package()
+  assert name, f"no third-party package in {_host_site_dirs()}: the attack would test nothing"
+  program = f"import sys\nsys.path.extend({_host_site_dirs()!r})\nimport {name}\nprint('imported')"
+  out = reward([fenced(program)], [{"tests": [{"stdin": "", "stdout": "imported\n"}]}], [{}])
+  assert out.scores[0] == 0.0 and out.metrics["crashes"] == 1
+
+
+def test_weak_sandbox_is_refused_without_the_opt_in(monkeypatch):
+  ran = _refuse_namespaces(monkeypatch)
+  with pytest.raises(RuntimeError, match=r"unshare: Operation not permitted.*cannot contain "
+                     r"untrusted code.*set unsafe_allow_weak_sandbox=True in the code reward"):
+    registry.build("code", max_workers=1)
+  assert all(files == {"main.py": "print(6 * 7)"} for files in ran)  # the probe, no program
+  with pytest.raises(RuntimeError, match=r"mountns not requested.*unsafe_allow_weak_sandbox"):
+    registry.build("code", max_workers=1, mechanisms=("rlimits", "uid", "audit"))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"unsafe_allow_weak_sandbox": "true"}, r"unsafe_allow_weak_sandbox must be True or False"),
+    ({"allowed_packages": "numpy"}, r"allowed_packages must be a list of package names"),
+    ({"allowed_packages": ["no_such_package_r1jax"]}, r"'no_such_package_r1jax' is not importable"),
+])
+def test_sandbox_options_are_validated(options, message):
+  with pytest.raises(ValueError, match=message):
+    registry.build("code", max_workers=1, **options)
+
+
+def test_allowed_packages_must_match_a_given_sandbox(shared_sandbox):
+  with pytest.raises(ValueError, match=r"differs from the given sandbox"):
+    CodeReward(sandbox=shared_sandbox, allowed_packages=["pluggy"])
+
+
+def test_allowed_packages_option_lets_programs_import_them(tmp_path):
+  pytest.importorskip("pluggy")
+  fn = registry.build("code", max_workers=1, wall_s=3, allowed_packages=["pluggy"])
+  program = "import pluggy\nprint(pluggy.PluginManager('x').project_name)"
+  out = fn([fenced(program)], [{"tests": [{"stdin": "", "stdout": "x\n"}]}], [{}])
+  fn.close()
+  assert out.scores[0] == 1.0
+
+
+def _unprivileged_python() -> str | None:
+  """An ELF interpreter with no directory closed to others above it (see test_sandbox)."""
+  for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+    real, parents = os.path.realpath(candidate), []
+    try:
+      with open(real, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+          continue
+      path = real
+      while path != "/":
+        path = os.path.dirname(path)
+        parents.append(path)
+      if all(os.stat(d).st_mode & 0o001 for d in parents + [real]):
+        return real
+    except OSError:
+      continue
+  return None
+
+
 def test_both_test_forms_work_in_the_audit_only_fallback(tmp_path):
   limits = sandbox_lib.SandboxLimits(wall_s=3, cpu_s=2)
-  with sandbox_lib.Sandbox(limits, max_workers=2, tmp_root=str(tmp_path),
-                           mechanisms=("rlimits", "audit")) as sb:
+  mechanisms, kwargs = ("rlimits", "audit"), {}
+  if os.geteuid() == 0:  # the weak modes never run programs as root: drop to the slot uid
+    python = _unprivileged_python()
+    if python is None:
+      pytest.skip("outside r1jax: as root the no-mountns modes need an interpreter an "
+                  "unprivileged uid can reach, and this host has none")
+    mechanisms, kwargs = mechanisms + ("uid",), {"python": python}
+  with sandbox_lib.Sandbox(limits, max_workers=2, tmp_root=str(tmp_path), mechanisms=mechanisms,
+                           unsafe_allow_weak_sandbox=True, **kwargs) as sb:
     fn = CodeReward(sandbox=sb)
     call = {"fn_name": "double", "tests": [{"args": [21], "expected": 42}]}
     out = fn([fenced("def double(x):\n  print('noise')\n  return 2 * x"),

@@ -231,19 +231,144 @@ def test_bad_options_are_rejected():
     grading_pool.GradingPool(math_reward.grade_answer, 1, start_method="fork")
 
 
-def test_pool_that_cannot_start_scores_zero_and_recovers(caplog):
+def test_pool_that_cannot_start_raises_instead_of_scoring_zero(caplog):
+  """A grader that cannot grade must say so, not score every row 0 (training on zeros)."""
+  from r1jax.rewards.combine import CombinedReward
+  from r1jax.rewards.registry import RewardUnavailableError
+
   r = math_reward.MathReward(num_workers=1, deadline_s=3.0)
   try:
-    r.pool.startup_timeout_s = 0.0  # no worker can be ready in time
+    r.pool.startup_timeout_s = 0.0  # no worker can be ready in time, also after the restart
     with caplog.at_level("WARNING", logger="r1jax.rewards.math"):
-      out = r(["<answer>1</answer>", "<answer>2</answer>"], ["1", "2"])
-    assert out.scores.tolist() == [0.0, 0.0]
-    assert out.metrics["pool_failures"] == 1 and out.metrics["errors"] == 2
-    assert "not ready" in caplog.text
+      with pytest.raises(RewardUnavailableError, match="failed twice.*not ready"):
+        r(["<answer>1</answer>", "<answer>2</answer>"], ["1", "2"])
+    assert "restarting the pool" in caplog.text
     r.pool.startup_timeout_s = 120.0
-    assert r(["<answer>1</answer>"], ["1"]).scores.tolist() == [1.0]
+    assert r(["<answer>1</answer>"], ["1"]).scores.tolist() == [1.0]  # a later call starts afresh
   finally:
     r.close()
+  # The combined reward (what the trainer calls) lets it through instead of zeroing the batch.
+  combined = CombinedReward({"accuracy": 1.0}, options={"accuracy": {"options": {"math": {"num_workers": 1}}}})
+  try:
+    combined.rewards["accuracy"]._verifier("math").pool.startup_timeout_s = 0.0
+    with pytest.raises(RewardUnavailableError):
+      combined(["<answer>1</answer>"], ["1"], [{"task": "math"}])
+  finally:
+    combined.close()
+
+
+def test_pool_restarted_after_a_failure_grades_and_counts_it(monkeypatch):
+  r = math_reward.MathReward(num_workers=1, deadline_s=3.0)
+  real_grade = r.pool.grade
+  calls = []
+
+  def fail_once(tasks):
+    calls.append(len(tasks))
+    if len(calls) == 1:
+      raise grading_pool.PoolStartupError("grading worker exited during startup (exit code 1)")
+    return real_grade(tasks)
+
+  monkeypatch.setattr(r.pool, "grade", fail_once)
+  try:
+    out = r(["<answer>1</answer>", "<answer>3</answer>"], ["1", "2"])
+    assert out.scores.tolist() == [1.0, 0.0] and calls == [2, 2]
+    assert out.metrics["pool_failures"] == 1 and out.metrics["errors"] == 0, out.metrics
+  finally:
+    r.close()
+
+
+def test_pool_failures_reach_the_grpo_metrics():
+  """The math reward's failure counters arrive in the GRPO row as reward/accuracy/math/<counter>,
+  and are summed (not averaged) over the draws of a dynamic-sampling rollout."""
+  from r1jax.rewards.combine import CombinedReward
+  from r1jax.train import grpo_metrics
+  from r1jax.train.rollout import merge_reward_metrics
+
+  combined = CombinedReward({"accuracy": 1.0, "format": 0.2},
+                            options={"accuracy": {"options": {"math": {"num_workers": 0}}}})
+  try:
+    out = combined(["<answer>1</answer>", "no answer"], ["1", "2"], [{"task": "math"}, {}])
+  finally:
+    combined.close()
+  row = grpo_metrics.reward_metrics(out.metrics)
+  for counter in ("pool_failures", "errors", "timeouts", "timeouts_hard", "no_answer", "bad_gold"):
+    assert f"reward/accuracy/math/{counter}" in row, sorted(row)
+  assert row["reward/accuracy/math/no_answer"] == 1.0 and row["reward/accuracy/math/mean"] == 0.5
+  draws = [{"accuracy/math/pool_failures": 1.0, "accuracy/math/errors": 2.0, "accuracy/math/timeouts": 1.0},
+           {"accuracy/math/pool_failures": 0.0, "accuracy/math/errors": 0.0, "accuracy/math/timeouts": 2.0}]
+  merged = merge_reward_metrics(draws)
+  assert merged["accuracy/math/pool_failures"] == 1.0 and merged["accuracy/math/errors"] == 2.0
+  assert merged["accuracy/math/timeouts"] == 3.0
+
+
+# A user script that grades 16 correct answers with worker processes. It has no
+# `if __name__ == "__main__":` guard and writes a line at top level: the workers must neither need
+# to re-import it (it may have no file: `python -`) nor re-run it.
+_SCRIPT = """
+import sys
+with open({marker!r}, "a") as f:
+  f.write("top level ran\\n")
+from r1jax.rewards.math import MathReward
+reward = MathReward(num_workers=2, deadline_s=60.0, start_method={start_method!r})
+out = reward(["<answer>%d</answer>" % i for i in range(16)], [str(i) for i in range(16)])
+print("SCORES", out.scores.tolist())
+print("METRICS", out.metrics)
+reward.close()
+"""
+
+
+def _run_python(tmp_path, script: str, as_stdin: bool):
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+  if as_stdin:
+    proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True,
+                          cwd=str(tmp_path), env=env, timeout=300)
+  else:
+    path = tmp_path / "grade_script.py"
+    path.write_text(script)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          cwd=str(tmp_path), env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _run_user_script(tmp_path, as_stdin: bool, start_method: str = "forkserver"):
+  marker = tmp_path / "top_level_runs.txt"
+  proc = _run_python(tmp_path, _SCRIPT.format(marker=str(marker), start_method=start_method), as_stdin)
+  assert "SCORES " + str([1.0] * 16) in proc.stdout, (proc.stdout, proc.stderr[-3000:])
+  assert marker.read_text().splitlines() == ["top level ran"], marker.read_text()
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_grader_started_from_a_stdin_script_grades(tmp_path, start_method):
+  """`python -` has no main file to re-import: before, every worker died at start-up and all 16
+  correct answers scored 0 with only a warning."""
+  _run_user_script(tmp_path, as_stdin=True, start_method=start_method)
+
+
+def test_script_without_main_guard_is_not_rerun_in_workers(tmp_path):
+  _run_user_script(tmp_path, as_stdin=False)
+
+
+def test_grade_function_defined_in_main_still_reaches_the_workers(tmp_path):
+  """A pool whose grade function lives in the main script keeps multiprocessing's default (the
+  workers import the script, so it needs its main guard)."""
+  script = """
+from r1jax.rewards.grading_pool import GradingPool
+
+def grade(answer, gold):
+  return (1.0, "correct") if answer == gold else (0.0, "wrong")
+
+if __name__ == "__main__":
+  pool = GradingPool(grade, num_workers=1, warmup=None)
+  print("RESULTS", pool.grade([("1", "1"), ("2", "3")]))
+  pool.close()
+"""
+  proc = _run_python(tmp_path, script, as_stdin=False)
+  assert "RESULTS [(1.0, 'correct'), (0.0, 'wrong')]" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_pending_tasks_keep_references_on_one_worker():

@@ -6,9 +6,15 @@ written, no connection received, no secret printed, the grader still serving).
 """
 from __future__ import annotations
 
+import functools
+import glob
+import importlib.util
 import json
 import os
+import site
 import socket
+import sys
+import sysconfig
 import time
 import uuid
 
@@ -38,6 +44,112 @@ def _cmdlines() -> dict[int, str]:
 
 def _pids_with(marker: str) -> list[int]:
   return [pid for pid, cmd in _cmdlines().items() if marker in cmd and pid != os.getpid()]
+
+
+# Third-party packages a program might reach for; the test uses those this host has.
+HOST_PACKAGES = ("pip", "setuptools", "numpy", "yaml", "pytest", "requests", "cryptography",
+                 "urllib3", "idna", "jax")
+
+
+def _vendored_package_dirs(roots=("/usr", "/opt"), depth: int = 5) -> list[str]:
+  """Dirs under `roots` directly holding one of HOST_PACKAGES (an SDK's vendored third_party/)."""
+  found, stack = set(), [(root, 0) for root in roots]
+  while stack:
+    folder, level = stack.pop()
+    try:
+      entries = list(os.scandir(folder))
+    except OSError:
+      continue
+    for entry in entries:
+      if entry.is_dir(follow_symlinks=False):
+        if entry.name in HOST_PACKAGES and os.path.exists(os.path.join(entry.path, "__init__.py")):
+          found.add(folder)
+        elif level + 1 < depth:
+          stack.append((entry.path, level + 1))
+  return sorted(found)
+
+
+@functools.lru_cache(maxsize=None)
+def _host_package_dirs() -> list[str]:
+  """Every host dir holding third-party packages: this interpreter's and its base's site dirs,
+  the system Pythons' dist-packages and pip wheels (each a zip a program can put on sys.path),
+  ensurepip's bundled wheels, and vendored package dirs under /usr and /opt."""
+  dirs = site.getsitepackages() + site.getsitepackages([sys.base_prefix])
+  dirs += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+  dirs += glob.glob("/usr/lib/python3*/*-packages")
+  dirs += glob.glob("/usr/local/lib/python3*/*-packages")
+  dirs += glob.glob("/usr/share/python-wheels/*.whl")
+  dirs += glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "ensurepip", "_bundled", "*.whl"))
+  dirs += _vendored_package_dirs()
+  return [d for d in dict.fromkeys(os.path.realpath(d) for d in dirs) if os.path.exists(d)]
+
+
+def _host_packages(dirs) -> list[str]:
+  found = []
+  for name in HOST_PACKAGES:
+    if any(os.path.isdir(os.path.join(d, name)) or d.endswith(".whl") and
+           os.path.basename(d).lower().startswith(name + "-") for d in dirs):
+      found.append(name)
+  return found
+
+
+def _import_attempt(dirs, names) -> str:
+  """A program that puts `dirs` on sys.path and prints each of `names` it could import."""
+  return (f"import sys\nsys.path.extend({dirs!r})\n"
+          f"for name in {names!r}:\n"
+          "  try:\n    module = __import__(name)\n"
+          "    print('imported', name, getattr(module, '__file__', None))\n"
+          "  except ImportError as e:\n    print('refused', name, type(e).__name__)\n")
+
+
+def _refuse_namespaces(monkeypatch) -> list[dict]:
+  """As a kernel that refuses unshare(2): a run asking for any namespace fails its setup the way
+  the slot server reports it. Returns the files of every run that got through (to check)."""
+  monkeypatch.setattr(sandbox_lib, "_PROBED", {})  # a fresh probe, not cached for other tests
+  real_run, ran = Sandbox._run, []
+
+  def run(self, files, stdin, entry, mechanisms):
+    namespaces = [m for m in mechanisms if m in ("userns", "netns", "pidns", "ipcns", "mountns")]
+    if namespaces:
+      return sandbox_lib.RunResult(sandbox_lib.SANDBOX_ERROR, None, "", "", detail=(
+          f"{namespaces[0]}: unshare: Operation not permitted (errno 1)"))
+    ran.append(dict(files))
+    return real_run(self, files, stdin, entry, mechanisms)
+
+  monkeypatch.setattr(Sandbox, "_run", run)
+  return ran
+
+
+def _python_for_uid_drop() -> str | None:
+  """An interpreter (ELF, not a shim) that an unprivileged uid can reach without a private root:
+  no directory above it closed to others (e.g. a 0700 /root). None when this host has none."""
+  for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+    real = os.path.realpath(candidate)
+    try:
+      with open(real, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+          continue
+      parents = [os.path.dirname(real)]
+      while parents[-1] != "/":
+        parents.append(os.path.dirname(parents[-1]))
+      if all(os.stat(d).st_mode & 0o001 for d in parents) and os.stat(real).st_mode & 0o001:
+        return real
+    except OSError:
+      continue
+  return None
+
+
+def _weak_sandbox(tmp_root, mechanisms, **kwargs) -> Sandbox:
+  """An explicitly unsafe, audit-hook sandbox; as root with the uid mechanism and an interpreter
+  the slot uid can reach (skips where this host has none: such a mode refuses to run as root)."""
+  if os.geteuid() == 0:
+    python = _python_for_uid_drop()
+    if python is None:
+      pytest.skip("outside r1jax: as root the no-mountns modes need an interpreter an "
+                  "unprivileged uid can reach, and this host has none")
+    mechanisms, kwargs = tuple(mechanisms) + ("uid",), {"python": python, **kwargs}
+  return Sandbox(LIMITS, tmp_root=tmp_root, mechanisms=mechanisms,
+                 unsafe_allow_weak_sandbox=True, **kwargs)
 
 
 def _pids_of_uids(uids) -> list[int]:
@@ -117,6 +229,11 @@ def _attack_programs(host) -> dict[str, tuple[dict[str, str], str]]:
       "kill_parent": ({"main.py": "import os, signal\nfor pid in (os.getppid(),):\n  try:\n"
                                   "    os.kill(pid, signal.SIGKILL)\n  except OSError:\n    pass\n"
                                   "print('still here')\n"}, "main.py"),
+      "stderr_bomb": ({"main.py": "import sys\nsys.stderr.write('x' * (10 << 20))\n"
+                                  "print('done')\n"}, "main.py"),
+      "host_packages": ({"main.py": _import_attempt(_host_package_dirs(),
+                                                    _host_packages(_host_package_dirs()))},
+                        "main.py"),
       "background": ({"main.py": "import os, sys\nif os.fork() == 0:\n  os.setsid()\n"
                                  "  if os.fork() == 0:\n"
                                  "    os.execv(sys.executable, [sys.executable, '-c', "
@@ -249,6 +366,22 @@ def test_output_bomb_is_capped(attacks):
   assert len(result.stdout.encode()) <= LIMITS.max_output_bytes
 
 
+def test_stderr_flood_is_an_output_limit_not_a_crash(attacks):
+  result = attacks["results"]["stderr_bomb"]
+  assert result.status == sandbox_lib.OUTPUT_LIMIT
+  assert len(result.stderr.encode()) <= 4096 and "done" not in result.stdout
+
+
+def test_host_packages_cannot_be_imported(attacks):
+  dirs = _host_package_dirs()
+  names = _host_packages(dirs)
+  assert names, f"no third-party package found in {dirs}: the attack would test nothing"
+  result = attacks["results"]["host_packages"]
+  assert result.status == sandbox_lib.OK, result.stderr
+  assert "imported" not in result.stdout
+  assert result.stdout.count("refused") == len(names)
+
+
 def test_fork_bomb_is_contained_and_reaped(attacks, sandbox):
   assert attacks["results"]["fork_bomb"].status in (sandbox_lib.TIMEOUT, sandbox_lib.CRASH)
   assert _pids_with(f"forkbomb_{TAG}") == []
@@ -302,8 +435,8 @@ def test_background_process_is_reaped(attacks):
 
 
 def test_hostile_batch_finishes_in_bounded_time(attacks):
-  # 13 programs, 2 workers, at most a 1.5 s wall limit each, plus interpreter start-up.
-  assert attacks["elapsed"] < 13 * LIMITS.wall_s / 2 + 10
+  # 15 programs, 2 workers, at most a 1.5 s wall limit each, plus interpreter start-up.
+  assert attacks["elapsed"] < 15 * LIMITS.wall_s / 2 + 10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,6 +485,18 @@ def test_program_has_no_capabilities(sandbox):
     assert fields["Seccomp"].strip() == "2"  # filter mode
 
 
+def test_pid_1_cmdline_reveals_no_host_path(sandbox, tmp_root):
+  _require(sandbox, "pidns")
+  _require(sandbox, "mountns")  # /proc comes from the private /proc
+  result = sandbox.run({"main.py": "for f in ('/proc/1/cmdline', '/proc/1/mountinfo', "
+                                   "'/proc/self/cmdline', '/proc/self/mountinfo'):\n"
+                                   "  print(open(f).read().replace('\\0', ' '))\n"})
+  assert result.status == sandbox_lib.OK and "-I -S -B -c" in result.stdout  # pid 1 was read
+  for host_path in (sandbox_lib.sandbox_server.__file__, REPO, tmp_root, "r1jax-sbx-",
+                    "sandbox_server", os.path.dirname(tmp_root)):
+    assert host_path not in result.stdout
+
+
 def test_private_root_holds_only_the_interpreter_and_system_dirs(sandbox):
   _require(sandbox, "mountns")
   result = sandbox.run({"main.py": "import os\nprint(sorted(os.listdir('/')))\n"
@@ -367,15 +512,92 @@ def test_private_root_holds_only_the_interpreter_and_system_dirs(sandbox):
 
 
 def test_audit_only_mode_blocks_reads_sockets_and_signals(tmp_root, host):
-  with Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, mechanisms=("rlimits", "audit")) as sb:
-    assert sb.mode == "rlimits+audit"
-    good, read, sock, kill = (sb.run({"main.py": code}) for code in (
+  with _weak_sandbox(tmp_root, ("rlimits", "audit"), max_workers=1) as sb:
+    assert set(sb.mechanisms) - {"uid"} == {"rlimits", "audit"}
+    good, read, sock, kill, packages = (sb.run({"main.py": code}) for code in (
         "print(6 * 7)",
         f"print(open({host['secret']!r}).read())",
         f"import socket\nsocket.create_connection(('127.0.0.1', {host['port']}))\n"
         "print('connected')",
-        "import os\nos.kill(os.getppid(), 9)\nprint('killed')"))
+        "import os\nos.kill(os.getppid(), 9)\nprint('killed')",
+        _import_attempt(_host_package_dirs(), ["pip", "setuptools", "yaml"])))
   assert good.stdout == "42\n"
+  assert "imported" not in packages.stdout
   assert host["secret_text"] not in read.stdout and "outside the sandbox" in read.stderr
   assert "connected" not in sock.stdout and "not allowed" in sock.stderr
   assert "killed" not in kill.stdout and "os.kill is not allowed" in kill.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# Weak modes: refused unless opted into, and never as root.
+
+
+def test_explicit_weak_mode_is_refused_before_anything_runs(tmp_root, monkeypatch):
+  ran = _refuse_namespaces(monkeypatch)
+  with pytest.raises(RuntimeError, match=r"mountns not requested, netns not requested, pidns not "
+                     r"requested.*cannot contain untrusted code.*unsafe_allow_weak_sandbox=True"):
+    Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, mechanisms=("rlimits", "uid", "audit"))
+  assert ran == []
+
+
+def test_kernel_refusing_namespaces_refuses_the_sandbox(tmp_root, monkeypatch):
+  ran = _refuse_namespaces(monkeypatch)
+  first = "userns" if os.geteuid() != 0 else "netns"
+  with pytest.raises(RuntimeError, match=(
+      rf"{first}: unshare: Operation not permitted.*cannot contain untrusted code"
+      r".*unsafe_allow_weak_sandbox=True")):
+    Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root)
+  assert all(files == {"main.py": "print(6 * 7)"} for files in ran)  # only the probe ran
+
+
+@pytest.mark.parametrize("how", ["kernel_refuses_namespaces", "audit_only", "audit_and_uid"])
+def test_unsafe_mode_never_runs_the_program_as_root(tmp_root, monkeypatch, how):
+  kwargs = {"max_workers": 1, "tmp_root": tmp_root, "unsafe_allow_weak_sandbox": True}
+  if how == "kernel_refuses_namespaces":
+    _refuse_namespaces(monkeypatch)
+  elif how == "audit_only":
+    kwargs["mechanisms"] = ("rlimits", "audit")
+  else:
+    kwargs["mechanisms"] = ("rlimits", "uid", "audit")
+    kwargs["python"] = _python_for_uid_drop() or sys.executable
+  try:
+    sb = Sandbox(LIMITS, **kwargs)
+  except RuntimeError as e:  # refusing is right only where the program would run as root
+    assert os.geteuid() == 0 and "refusing to run untrusted programs as root" in str(e)
+    assert "unsafe_allow_weak_sandbox does not allow this" in str(e)
+    return
+  with sb:
+    assert "mountns" not in sb.mechanisms and "audit" in sb.mechanisms
+    result = sb.run({"main.py": "import os\nprint(*os.getresuid(), *os.getresgid())"})
+  assert result.status == sandbox_lib.OK, result
+  assert 0 not in [int(x) for x in result.stdout.split()[:3]]
+
+
+def test_allowed_packages_are_importable_and_nothing_else(tmp_root):
+  if importlib.util.find_spec("pluggy") is None:
+    pytest.skip("outside r1jax: pluggy (a pytest dependency) is not installed")
+  others = [n for n in _host_packages(_host_package_dirs()) if n != "pluggy"]
+  program = ("import pluggy\nprint(pluggy.PluginManager.__name__, pluggy.__file__)\n"
+             + _import_attempt(_host_package_dirs(), others))
+  with Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, allowed_packages=["pluggy"]) as sb:
+    assert sb.allowed_packages == ("pluggy",)
+    result = sb.run({"main.py": program})
+  assert result.status == sandbox_lib.OK, result.stderr
+  assert result.stdout.startswith("PluginManager ")
+  assert "imported" not in result.stdout and result.stdout.count("refused") == len(others)
+
+
+@pytest.mark.parametrize("packages, message", [
+    ("numpy", r"a list of package names"),
+    (["numpy.linalg"], r"allowed_packages\[0\]: 'numpy.linalg' is not a top-level package"),
+    (["json"], r"'json' is part of the standard library"),
+    (["no_such_package_r1jax"], r"'no_such_package_r1jax' is not importable"),
+])
+def test_allowed_packages_are_validated(tmp_root, packages, message):
+  with pytest.raises(ValueError, match=message):
+    Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, allowed_packages=packages)
+
+
+def test_unsafe_opt_in_must_be_a_bool(tmp_root):
+  with pytest.raises(ValueError, match="unsafe_allow_weak_sandbox must be True or False"):
+    Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, unsafe_allow_weak_sandbox="yes")

@@ -1,20 +1,19 @@
 """Stages across real processes: 2 JAX processes x 2 CPU devices over Gloo (the multi-host code
 path of a TPU VM slice or a GPU cluster), against 1 process x 4 devices on the same global mesh.
 
-- GRPO (R1-Zero, micro): 3 rollouts on 2 processes end with the parameters of 3 rollouts on 1
-  process; a checkpoint written by 2 processes resumes in 1, and one written by 1 resumes in 2.
+- GRPO (R1-Zero, micro): 3 rollouts on 2 processes (each grading half the rows) end with the
+  parameters and reward metrics of 3 rollouts on 1 process; a checkpoint written by 2 processes resumes in 1, and one written by 1 resumes in 2.
 - SFT (cold start, micro, unpacked rows so both runs see the same global batches): 3 steps on 2
   processes equal 3 steps on 1.
 - The 2-process export is one HF directory that `transformers` loads, with r1jax's logits.
 """
+import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
+
+from tests.processes import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RL_MICRO = ["--config.train.eval_every=0", "--config.train.plots=False", "--config.grpo.max_completion_length=12",
@@ -28,37 +27,10 @@ SFT_MICRO = ["--config.train.log_every=1", "--config.data.batch_size=4", "--conf
 TOL = 1e-5
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _run(config: str, workdir: str, flags, *, processes: int, cache: str, timeout: int = 600) -> float:
   """Runs the CLI on `processes` processes (4 CPU devices in all); returns the wall time."""
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes}")
-  cmd = [sys.executable, "-m", "r1jax", f"--config={os.path.join(ROOT, 'experiments', config)}",
-         f"--workdir={workdir}", f"--config.compilation_cache_dir={cache}", *flags]
-  if processes > 1:
-    port = _free_port()
-    cmds = [cmd + [f"--config.distributed.num_processes={processes}", f"--config.distributed.process_id={i}",
-                   f"--config.distributed.coordinator_address=127.0.0.1:{port}"] for i in range(processes)]
-  else:
-    cmds = [cmd]
-  t0 = time.perf_counter()
-  procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in cmds]
-  logs = []
-  try:
-    for p in procs:
-      logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for i, (p, log) in enumerate(zip(procs, logs)):
-    assert p.returncode == 0, f"process {i} of {processes} failed:\n{log[-4000:]}"
-  return time.perf_counter() - t0
+  return run_cli(os.path.join(ROOT, "experiments", config), workdir, flags, processes=processes, cache=cache,
+                 timeout=timeout)[0]
 
 
 def _params(workdir):
@@ -84,6 +56,12 @@ def test_grpo_on_two_processes_equals_one_and_resumes_across_process_counts(tmp_
   t2 = _run("r1_zero.py:tiny", two, ["--config.train.rollouts=3", *RL_MICRO], processes=2, cache=cache)
   reference = _params(one)
   assert _max_diff(reference, _params(two)) <= TOL
+  # Rule rewards were graded one slice per process and gathered: the same rewards and counts.
+  rows = lambda wd: [json.loads(line) for line in open(os.path.join(wd, "metrics.jsonl"))]
+  for a, b in zip(rows(one), rows(two), strict=True):
+    for key in a:
+      if key.startswith("reward/") and not key.endswith(("seconds", "/graded")):
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
   print(f"GRPO 3 rollouts: 1 process {t1:.1f} s, 2 processes {t2:.1f} s (wall, compile included)")
   # 2 processes write rollouts 1-2, 1 process resumes for rollout 3; and the other way round.
   for first, then, name in ((2, 1, "two_then_one"), (1, 2, "one_then_two")):
@@ -120,7 +98,6 @@ def test_sft_on_two_processes_equals_one_and_its_export_loads_in_transformers(tm
 def test_sampling_and_reward_model_stages_on_two_processes_match_one(tmp_path, cache):
   """Rejection sampling and evaluation (the sampler on the global batch, writes by process 0) give
   the very dataset and table of one process; a reward model trains and exports on two."""
-  import json
 
   ckpt_dir = str(tmp_path / "policy")
   _run("cold_start.py:tiny", ckpt_dir, ["--config.train.steps=2", *SFT_MICRO], processes=1, cache=cache)

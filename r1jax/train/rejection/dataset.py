@@ -5,9 +5,13 @@ import json
 import logging
 import math
 import os
+import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from r1jax import fs
+from r1jax.data.sources import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +48,22 @@ def _json_row(row: Mapping[str, Any]) -> str:
 
 
 def write_dataset(rows: Sequence[Mapping[str, Any]], path: str, fmt: str = "jsonl") -> int:
-  """Writes rows atomically (temp file + rename) as JSON Lines or ArrayRecord (one UTF-8 JSON
-  object per record, what `data.sources.ArrayRecordSource` reads); returns the count. Keys
-  starting with "_" (source locations) are dropped."""
+  """Writes rows whole or not at all (a temp file renamed, or one object on a bucket) as JSON Lines
+  or ArrayRecord (one UTF-8 JSON object per record, what `data.sources.ArrayRecordSource` reads);
+  returns the count. Keys starting with "_" (source locations) are dropped."""
   if fmt not in FORMATS:
     raise ValueError(f"write_dataset: fmt must be one of {FORMATS}, got {fmt!r}")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
   if fmt == "jsonl":
-    with open(tmp, "w", encoding="utf-8") as f:
-      for row in rows:
-        f.write(_json_row(row) + "\n")
-  else:
-    from array_record.python.array_record_module import ArrayRecordWriter
+    return write_jsonl(({k: v for k, v in row.items() if not k.startswith("_")} for row in rows), path)
+  from array_record.python.array_record_module import ArrayRecordWriter
 
-    writer = ArrayRecordWriter(tmp, "group_size:1")
+  with tempfile.TemporaryDirectory(prefix="r1jax-arrayrecord-") as tmp:
+    local = os.path.join(tmp, "data.arrayrecord")
+    writer = ArrayRecordWriter(local, "group_size:1")
     try:
       for row in rows:
         writer.write(_json_row(row).encode("utf-8"))
     finally:
       writer.close()
-  os.replace(tmp, path)
+    fs.write_bytes(path, fs.read_bytes(local))
   return len(rows)
