@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 AttentionKind = Literal["gqa", "mla"]
 RouterScore = Literal["softmax", "sigmoid"]
-MoEBackend = Literal["blocks", "sort", "ragged", "dense"]
+MoEBackend = Literal["blocks", "sort", "ragged", "dense", "alltoall"]
 RematPolicy = Literal["none", "full", "dots"]
 
 
@@ -153,7 +153,7 @@ def validate(c: ModelConfig) -> None:
       _check(1 <= c.topk_group <= c.n_group, "topk_group", f"must be in [1, n_group={c.n_group}]")
       _check(c.n_experts_per_tok <= c.topk_group * c.n_routed_experts // c.n_group, "topk_group",
              "kept groups hold fewer experts than n_experts_per_tok")
-    _check(c.moe_backend in ("blocks", "sort", "ragged", "dense"), "moe_backend", f"got {c.moe_backend!r}")
+    _check(c.moe_backend in ("blocks", "sort", "ragged", "dense", "alltoall"), "moe_backend", f"got {c.moe_backend!r}")
     _check(c.moe_block_size > 0, "moe_block_size", f"must be > 0, got {c.moe_block_size}")
     _check(c.capacity_factor is None or c.capacity_factor > 0, "capacity_factor", "must be > 0 or None")
   _check(c.remat in ("none", "full", "dots"), "remat", f"got {c.remat!r}")

@@ -1,5 +1,5 @@
 """Mixture-of-experts FFN: fp32 router (softmax or DeepSeek-V3 sigmoid + correction bias + group
-limit), shared experts, and four dispatch backends behind `dispatch` (`ModelConfig.moe_backend`):
+limit), shared experts, and five dispatch backends behind `dispatch` (`ModelConfig.moe_backend`):
 
 - "sort":   argsort tokens by expert, scatter into per-expert buffers [E, C, D], batched einsum,
             gather back. Dropless when capacity_factor is None (C = number of tokens, since a token
@@ -11,6 +11,8 @@ limit), shared experts, and four dispatch backends behind `dispatch` (`ModelConf
             The CPU default; weight gathering makes it a poor fit for very large experts.
 - "ragged": argsort + `jax.lax.ragged_dot` grouped matmuls; dropless, for TPU/GPU.
 - "dense":  every expert on every token, masked combine; the numerical oracle for tests.
+- "alltoall": expert parallelism over the mesh's "expert" axis with explicit all-to-all in a
+            shard_map (moe_alltoall.py); "blocks" on each shard's experts.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from flax import nnx
 
 from r1jax.models.config import ModelConfig
 from r1jax.models.layers import RouterBias, SwiGLU, dtype_of, param
+from r1jax.models.moe_alltoall import alltoall_dispatch, token_shard_map
 
 
 class Routing(NamedTuple):
@@ -81,6 +84,9 @@ def dispatch(x, routing: Routing, wg, wu, wd, token_mask, *, backend: str, capac
   Returns (y [N, D], dropped assignments count). Masked (padding) tokens are sent to a sentinel
   expert E, so they take no capacity and produce zeros.
   """
+  if backend == "alltoall":  # expert parallelism in a shard_map (moe_alltoall.py)
+    return alltoall_dispatch(x, routing, wg, wu, wd, token_mask, capacity_factor=capacity_factor, block=block,
+                             local_dispatch=dispatch)
   N, D = x.shape
   E = wg.shape[0]
   K = routing.experts.shape[1]
@@ -158,7 +164,12 @@ class MoE(nnx.Module):
     xf = x.reshape(B * T, D)
     logits = jnp.dot(xf.astype(jnp.float32), self.gate[...].astype(jnp.float32))
     bias = self.e_score_correction_bias[...] if self.e_score_correction_bias is not None else None
-    r = route(logits, cfg, bias)
+    # Routing is per token: each device routes its own rows (no gather of the [N, E] scores).
+    if bias is None:
+      r = Routing(*token_shard_map(lambda l: tuple(route(l, cfg)), B * T, token_args=1, outputs=3)(logits))
+    else:
+      r = Routing(*token_shard_map(lambda l, b: tuple(route(l, cfg, b)), B * T, token_args=1, replicated_args=1,
+                                   outputs=3)(logits, bias))
     mask = token_mask.reshape(-1)
     y, dropped = dispatch(xf.astype(dt), r, self.w_gate[...].astype(dt), self.w_up[...].astype(dt),
                           self.w_down[...].astype(dt), mask, backend=cfg.moe_backend,

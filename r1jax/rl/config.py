@@ -38,6 +38,10 @@ class GRPOConfig:
   # (16 x 512 = 8,192 outputs in the paper), so minibatches always split at group boundaries.
   num_minibatches: int = 16
   num_epochs: int = 1  # passes over each rollout (the paper's mu).
+  # Rows per gradient-accumulation micro-batch of an update, and of the reference log-prob pass;
+  # 0 = the whole minibatch at once. The update is the same either way (the loss uses the
+  # minibatch's token / sequence counts), only peak memory changes.
+  micro_batch_size: int = 0
   # Advantages (eq. 3).
   scale_rewards_by_std: bool = True  # False = Dr. GRPO (centre only).
   advantage_eps: float = 1e-6
@@ -125,6 +129,12 @@ def _validate(cfg: GRPOConfig):
     value = getattr(cfg, name)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
       _fail(name, "must be a number >= 0", value)
+  micro = cfg.micro_batch_size
+  if isinstance(micro, bool) or not isinstance(micro, int) or micro < 0:
+    _fail("micro_batch_size", "must be an int >= 0 (0 = the whole minibatch)", micro)
+  rows = cfg.prompts_per_step * cfg.num_generations
+  if micro and rows % micro:
+    _fail("micro_batch_size", f"must divide a minibatch's prompts_per_step x num_generations = {rows} rows", micro)
   if not isinstance(cfg.dynamic_sampling, bool):
     _fail("dynamic_sampling", "must be a bool", cfg.dynamic_sampling)
   if cfg.advantage_std_ddof not in (0, 1):

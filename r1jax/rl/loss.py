@@ -148,3 +148,40 @@ def grpo_loss(logprobs: jax.Array, old_logprobs: jax.Array, ref_logprobs: jax.Ar
   if truncated is not None:
     metrics["frac_truncated"] = seq_mean(sg(jnp.asarray(truncated)).astype(dtype))
   return loss, metrics
+
+
+# How each `grpo_loss` metric combines over the micro-batches of one minibatch (each computed with
+# the minibatch's total_tokens / total_sequences): losses and counts add up, token / sequence means
+# are weighted by the tokens / sequences behind them, extremes take the extreme of the non-empty.
+_SUMMED = ("loss", "policy_loss", "kl_loss", "num_tokens", "num_sequences")
+_TOKEN_MEANS = ("clip_frac_low", "clip_frac_high", "ratio_mean", "kl_mean", "entropy_mean", "dual_clip_frac")
+_SEQ_MEANS = ("advantage_mean", "frac_zero_advantage", "completion_length_mean", "frac_truncated")
+_TOKEN_EXTREMES = {"ratio_max": jnp.max, "kl_max": jnp.max, "ratio_min": jnp.min}
+_SEQ_EXTREMES = {"advantage_max": jnp.max, "advantage_min": jnp.min}
+
+
+def combine_microbatch_metrics(stacked: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """`grpo_loss` metrics of K micro-batches (each [K]) -> the minibatch's metrics, as if it had
+  been one batch (advantage_std from the per-micro-batch means and spreads)."""
+  tokens, seqs = stacked["num_tokens"], stacked["num_sequences"]
+  weighted = lambda v, w: jnp.sum(v * w) / jnp.maximum(jnp.sum(w), 1.0)
+  out = {}
+  for key, v in stacked.items():
+    if key in _SUMMED:
+      out[key] = jnp.sum(v)
+    elif key in _TOKEN_MEANS:
+      out[key] = weighted(v, tokens)
+    elif key in _SEQ_MEANS:
+      out[key] = weighted(v, seqs)
+    elif key in _TOKEN_EXTREMES or key in _SEQ_EXTREMES:
+      reduce = _TOKEN_EXTREMES.get(key) or _SEQ_EXTREMES[key]
+      held = (tokens if key in _TOKEN_EXTREMES else seqs) > 0
+      fill = -jnp.inf if reduce is jnp.max else jnp.inf
+      out[key] = jnp.where(jnp.any(held), reduce(jnp.where(held, v, fill)), 0.0)
+    elif key == "advantage_std":
+      mean = weighted(stacked["advantage_mean"], seqs)
+      spread = jnp.square(v) + jnp.square(stacked["advantage_mean"] - mean)
+      out[key] = jnp.sqrt(weighted(spread, seqs))
+    else:
+      raise KeyError(f"combine_microbatch_metrics: no rule for grpo_loss metric {key!r}")
+  return out

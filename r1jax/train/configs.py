@@ -80,7 +80,11 @@ def grpo_base(recipe: str = "r1") -> ml_collections.ConfigDict:
   # Derived: one rollout reads prompts_per_step x num_minibatches prompts (one global data batch).
   c.data.batch_size = c.grpo.get_ref("prompts_per_step") * c.grpo.get_ref("num_minibatches")
   c.rewards = ml_collections.ConfigDict(dict(weights={"accuracy": 1.0, "format": 1.0}, options={}))
-  c.sampling = ml_collections.ConfigDict(dict(top_p=1.0, top_k=0, stop_at_answer_end=False))
+  # num_slots: rows decoded at once (0 = the whole rollout); with fewer slots than rows a finished
+  # slot takes the next queued row (refill): long-tail lengths and rollouts larger than device
+  # memory, with the very samples of one batch (the sampler is row-deterministic).
+  c.sampling = ml_collections.ConfigDict(dict(top_p=1.0, top_k=0, stop_at_answer_end=False, num_slots=0,
+                                              refill=True))
   c.optim = _optim(LEARNING_RATES[recipe])
   c.optim.warmup_steps = 0
   c.optim.schedule = "constant"

@@ -26,8 +26,9 @@ import optax
 from r1jax.rl.advantages import group_advantages, kl_penalized_rewards
 from r1jax.rl.config import GRPOConfig
 from r1jax.rl.logprobs import token_logprobs
-from r1jax.rl.loss import grpo_loss
-from r1jax.train.state import TrainState, apply_gradients, merge, update_router_biases
+from r1jax.rl.loss import combine_microbatch_metrics, grpo_loss
+from r1jax.train.state import (TrainState, apply_gradients, merge, microbatches, unmicrobatch,
+                               update_router_biases)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -68,26 +69,68 @@ def policy_logprobs(graphdef, params, extra, batch, *, chunk_size: int, entropy:
   return res, out.aux
 
 
-def make_ref_logprobs_fn(graphdef, chunk_size: int, temperature: float = 1.0):
-  def fn(ref_params, extra, batch):
+def make_ref_logprobs_fn(graphdef, chunk_size: int, temperature: float = 1.0, micro_batch_size: int = 0):
+  """Reference log-probs [B, L] without gradients, `micro_batch_size` rows at a time (0: all)."""
+  def full(ref_params, extra, batch):
     lp, _ = policy_logprobs(graphdef, ref_params, extra, batch, chunk_size=chunk_size, temperature=temperature)
     return jax.lax.stop_gradient(lp)
+
+  def fn(ref_params, extra, batch):
+    rows = batch["tokens"].shape[0]
+    if not micro_batch_size or micro_batch_size >= rows:
+      return full(ref_params, extra, batch)
+    if rows % micro_batch_size:
+      raise ValueError(f"reference log-probs: {rows} rows do not split into micro-batches of {micro_batch_size}")
+    mbs = microbatches({k: batch[k] for k in _MODEL_KEYS}, rows // micro_batch_size)
+    return unmicrobatch(jax.lax.map(lambda mb: full(ref_params, extra, mb), mbs))
   return fn
+
+
+_MODEL_KEYS = ("tokens", "positions", "segment_ids", "targets")
 
 
 def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig, *,
                      router_bias_rate: float = 0.0, use_ref: bool = True):
-  """One optimizer step on one minibatch of whole groups (jit it; donate the state)."""
+  """One optimizer step on one minibatch of whole groups (jit it; donate the state). With
+  `cfg.micro_batch_size` the gradient is accumulated over micro-batches of that many rows, each
+  loss normalised by the whole minibatch's token / sequence counts: the same update, less memory."""
 
-  def loss_fn(params, extra, mb):
+  def loss_fn(params, extra, mb, total_tokens=None, total_sequences=None, balance_weight=1.0):
     (lp, ent), aux = policy_logprobs(graphdef, params, extra, mb, chunk_size=cfg.logprob_chunk_size, entropy=True,
                                      temperature=cfg.rollout_temperature)
     loss, metrics = grpo_loss(lp, mb["old_logprobs"], mb["ref_logprobs"] if use_ref else None, mb["advantages"],
-                              mb["completion_mask"], cfg, truncated=mb["truncated"], entropy=ent)
-    return loss + aux["balance"], (metrics, aux["load"])
+                              mb["completion_mask"], cfg, truncated=mb["truncated"], entropy=ent,
+                              total_tokens=total_tokens, total_sequences=total_sequences)
+    return loss + balance_weight * aux["balance"], (metrics, aux["load"])
+
+  def accumulated(params, extra, mb):
+    """(loss, (metrics, loads)), grads summed over the micro-batches."""
+    rows = mb["advantages"].shape[0]
+    n = rows // cfg.micro_batch_size
+    mask = mb["completion_mask"] > 0
+    total_tokens = jnp.maximum(jnp.sum(mask).astype(jnp.float32), 1.0)
+    total_sequences = jnp.maximum(jnp.sum(jnp.any(mask, axis=-1)).astype(jnp.float32), 1.0)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def body(carry, micro):
+      loss_sum, grads, loads = carry
+      (loss, (metrics, load)), g = grad_fn(params, extra, micro, total_tokens, total_sequences, 1.0 / n)
+      return (loss_sum + loss, jax.tree.map(jnp.add, grads, g), loads + load), metrics
+
+    n_moe, n_exp = _load_shape(graphdef, params, extra)
+    zeros = (jnp.float32(0), jax.tree.map(jnp.zeros_like, params), jnp.zeros((n_moe, n_exp), jnp.float32))
+    (loss, grads, loads), stacked = jax.lax.scan(body, zeros, microbatches(mb, n))
+    return (loss, (combine_microbatch_metrics(stacked), loads)), grads
 
   def step(state: TrainState, mb):
-    (loss, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
+    rows = mb["advantages"].shape[0]
+    if cfg.micro_batch_size and cfg.micro_batch_size < rows:
+      if rows % cfg.micro_batch_size:
+        raise ValueError(f"GRPO update: a minibatch of {rows} rows does not split into "
+                         f"grpo.micro_batch_size={cfg.micro_batch_size}")
+      (loss, (metrics, loads)), grads = accumulated(state.params, state.extra, mb)
+    else:
+      (loss, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
     new_state, gnorm = apply_gradients(state, grads, tx)
     extra = update_router_biases(graphdef, new_state.params, state.extra, loads, router_bias_rate)
     new_state = new_state.replace(extra=extra)
@@ -101,6 +144,12 @@ def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig
     return guarded, {**metrics, "grad_norm": gnorm, "skipped_nonfinite": 1.0 - finite.astype(jnp.float32)}
 
   return step
+
+
+def _load_shape(graphdef, params, extra) -> tuple[int, int]:
+  """[MoE layers, routed experts] of the model's router load counts."""
+  mcfg = merge(graphdef, params, extra).cfg
+  return len(mcfg.moe_layer_ids), max(mcfg.n_routed_experts, 1)
 
 
 @dataclasses.dataclass

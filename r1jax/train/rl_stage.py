@@ -25,7 +25,8 @@ from r1jax.rl.config import GRPOConfig
 from r1jax.sampling import Sampler, SamplingParams
 from r1jax.train import common
 from r1jax.train import grpo_metrics as gm
-from r1jax.train.config_check import ConfigError, check_reward_name, check_task_names, check_training, need_sections
+from r1jax.train.config_check import (ConfigError, check_reward_name, check_task_names, check_training, need_positive,
+                                     need_sections)
 from r1jax.train.grpo import make_ref_logprobs_fn, make_update_step, minibatch_slices, score_rollout
 from r1jax.train.rollout import Rollout, fill_rollout
 from r1jax.train.sharded_reward import ShardedReward
@@ -41,6 +42,7 @@ def check_grpo_config(cfg) -> GRPOConfig:
   here once from `cfg.grpo` and handed to `run_rl`."""
   check_training(cfg, data_kind="rl", what="a grpo stage", train_keys=("rollouts", "checkpoint_every"))
   need_sections(cfg, ("grpo", "rewards", "sampling", "eval"))
+  need_positive(cfg.sampling, ("num_slots",), "sampling", allow_zero=True)
   try:
     gcfg = GRPOConfig(**dict(cfg.grpo))
   except (TypeError, ValueError) as e:
@@ -82,7 +84,8 @@ def run_rl(cfg, workdir: str, gcfg: GRPOConfig) -> dict:
       state, ref_params, rollout = restored["state"], restored["ref"], int(meta.get("rollout", 0))
       update = jax.jit(make_update_step(graphdef, tx, gcfg, router_bias_rate=float(cfg.train.router_bias_rate),
                                         use_ref=use_ref), donate_argnums=0)
-      ref_lp = jax.jit(make_ref_logprobs_fn(graphdef, gcfg.logprob_chunk_size, gcfg.rollout_temperature))
+      ref_lp = jax.jit(make_ref_logprobs_fn(graphdef, gcfg.logprob_chunk_size, gcfg.rollout_temperature,
+                                            micro_batch_size=gcfg.micro_batch_size))
       batch_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(BATCH_AXES))
       guard = gm.NonFiniteGuard(fs.join(workdir, "nonfinite"), int(cfg.train.max_nonfinite_updates),
                                 streak=int(meta.get("nonfinite_streak", 0)), total=int(meta.get("nonfinite_total", 0)),
@@ -163,7 +166,8 @@ def _drawer(cfg, gcfg: GRPOConfig, it, sampler, policy_state, tok, reward_fn, st
     t = time.perf_counter()
     # Each extra draw of a dynamic-sampling rollout gets its own seed (same for a resumed run).
     gen = sampler.generate(policy_state, batch["prompt_tokens"],
-                           dataclasses.replace(sp, seed=(sp.seed + 7919 * draws[0]) % 2**32))
+                           dataclasses.replace(sp, seed=(sp.seed + 7919 * draws[0]) % 2**32),
+                           num_slots=int(cfg.sampling.num_slots) or None, refill=bool(cfg.sampling.refill))
     draws[0] += 1
     seconds["generate"] += time.perf_counter() - t
     t = time.perf_counter()

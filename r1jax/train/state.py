@@ -84,9 +84,16 @@ def apply_gradients(state: TrainState, grads, tx: optax.GradientTransformation):
 
 
 def microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
-  """[B, ...] -> [n, B/n, ...] for a scan over gradient-accumulation steps."""
+  """[B, ...] -> [n, B/n, ...] for a scan over gradient-accumulation steps. Micro-batch k holds
+  rows k, n + k, 2n + k, ...: strided, so a batch sharded in contiguous blocks over the devices
+  gives every micro-batch rows on every device (no resharding, no idle devices)."""
   def split(x):
     if x.shape[0] % n:
-      raise ValueError(f"batch size {x.shape[0]} is not divisible by grad_accum_steps={n}")
-    return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+      raise ValueError(f"batch size {x.shape[0]} is not divisible into {n} micro-batches")
+    return x.reshape((x.shape[0] // n, n) + x.shape[1:]).swapaxes(0, 1)
   return {k: split(v) for k, v in batch.items()}
+
+
+def unmicrobatch(x: jax.Array) -> jax.Array:
+  """The inverse of `microbatches` for one array: [n, B/n, ...] -> [B, ...]."""
+  return x.swapaxes(0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])

@@ -18,7 +18,9 @@ from tests.processes import run_cli
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RL_MICRO = ["--config.train.eval_every=0", "--config.train.plots=False", "--config.grpo.max_completion_length=12",
             "--config.grpo.num_generations=4", "--config.grpo.prompts_per_step=2", "--config.grpo.num_minibatches=2",
-            "--config.grpo.logprob_chunk_size=64", "--config.train.checkpoint_every=1", "--config.train.progress=False"]
+            "--config.grpo.logprob_chunk_size=64", "--config.train.checkpoint_every=1", "--config.train.progress=False",
+            # 8-row minibatches accumulated over 2 micro-batches (the reference pass in 4)
+            "--config.grpo.micro_batch_size=4"]
 # Rows of up to 512 tokens: none is filtered out, so the two processes' strided shards together are
 # exactly the one process's global batches (a filtered row would shift one shard).
 SFT_MICRO = ["--config.train.log_every=1", "--config.data.batch_size=4", "--config.data.seq_len=512",
