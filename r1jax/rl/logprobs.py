@@ -19,7 +19,8 @@ mask them out in the loss.
 tempered distribution its rollouts were sampled from (old, reference and trained log-probs alike).
 
 `naive_token_logprobs` is the plain full-logits reference used by tests and benchmarks.
-The entropy output of both functions is differentiable (gradient dH/dz = -p (log p + H)).
+The entropy output of both functions is differentiable (gradient dH/dz = -p (log p + H)), unless
+`entropy_grad=False` (GRPO: the entropy is only logged).
 """
 from __future__ import annotations
 
@@ -105,6 +106,7 @@ def _fused_fwd(h, head, targets, compute_entropy, logit_dtype, inv_temperature):
 
 
 def _fused_bwd(compute_entropy, logit_dtype, inv_temperature, residuals, cotangents):
+  # compute_entropy: False, True (differentiable), or "value" (logged only: no backward term).
   h, head, targets, lse, entropy = residuals
   g_logp, g_entropy = cotangents  # [N_c, C] each
   dtype = _compute_dtype(h, head, logit_dtype)
@@ -116,7 +118,7 @@ def _fused_bwd(compute_entropy, logit_dtype, inv_temperature, residuals, cotange
     logits = _chunk_logits(h_c, head, dtype, inv_temperature)  # [C, V] tempered, recomputed
     probs = jnp.exp(logits - lse_c[:, None])
     d_logits = g_c[:, None] * (_target_mask(t_c, vocab_size).astype(dtype) - probs)
-    if compute_entropy:
+    if compute_entropy is True:
       # H = lse - sum p z  =>  dH/dz = -p (z - lse + H) = -p (log p + H).
       d_logits = d_logits - g_ent_c[:, None] * probs * (logits - lse_c[:, None] + ent_c[:, None])
     if inv_temperature != 1.0:  # d/d raw logits = (d/d tempered logits) / T
@@ -137,13 +139,14 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
 def token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
-                   chunk_size: int = 1024, compute_entropy: bool = False,
+                   chunk_size: int = 1024, compute_entropy: bool = False, entropy_grad: bool = True,
                    logit_dtype=jnp.float32, temperature: float = 1.0):
   """log softmax(hidden @ head / temperature)[targets] without materialising [B, T, V] logits.
 
   hidden [B, T, D] (post-final-norm; bf16 is fine), head [D, V], targets [B, T] int.
   Returns logprobs [B, T] (fp32, or fp64 for fp64 inputs) and, with compute_entropy,
-  (logprobs, entropy). Peak temporary memory is O(chunk_size * V) plus one fp32 [D, V] gradient
+  (logprobs, entropy); `entropy_grad=False` makes the entropy a logged value only (its gradient
+  is taken as zero, which saves its term in every backward chunk). Peak temporary memory is O(chunk_size * V) plus one fp32 [D, V] gradient
   accumulator in the backward. For reference-model log-probs simply call it outside any grad.
   """
   _check_inputs("token_logprobs", hidden, head, targets)
@@ -169,7 +172,8 @@ def token_logprobs(hidden: jax.Array, head: jax.Array, targets: jax.Array, *,
   h = h.reshape(chunk, num_chunks, dim).swapaxes(0, 1)
   t = t.reshape(chunk, num_chunks).swapaxes(0, 1)
 
-  logp, entropy = _fused(h, head, t, bool(compute_entropy), jnp.dtype(logit_dtype), 1.0 / float(temperature))
+  mode = ("value" if not entropy_grad else True) if compute_entropy else False
+  logp, entropy = _fused(h, head, t, mode, jnp.dtype(logit_dtype), 1.0 / float(temperature))
 
   def unchunk(x):  # [num_chunks, chunk] -> [B, T]
     return x.swapaxes(0, 1).reshape(-1)[:num_tokens].reshape(batch, length)

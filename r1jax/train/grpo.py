@@ -61,11 +61,12 @@ def build_rollout_batch(prompts: Sequence[Sequence[int]], completions: Sequence[
 def policy_logprobs(graphdef, params, extra, batch, *, chunk_size: int, entropy: bool = False,
                     temperature: float = 1.0):
   """Per-token log-probs of `targets` ([B, L]) under softmax(logits / temperature) of the given
-  parameters (fused, chunked); GRPO passes its rollout temperature."""
+  parameters (fused, chunked); GRPO passes its rollout temperature. `entropy`: also the per-token
+  entropy, as a logged value (no gradient, so no backward cost)."""
   model = merge(graphdef, params, extra)
   out = model(batch["tokens"], batch["positions"], batch["segment_ids"], return_logits=False)
   res = token_logprobs(out.hidden, model.head_kernel(), batch["targets"], chunk_size=chunk_size,
-                       compute_entropy=entropy, temperature=temperature)
+                       compute_entropy=entropy, entropy_grad=False, temperature=temperature)
   return res, out.aux
 
 

@@ -23,6 +23,7 @@ from r1jax.rewards import code_tests, registry
 from r1jax.rewards import sandbox as sandbox_lib
 from r1jax.rewards.code import CodeReward
 from r1jax.rewards.code_tests import TestCase, TestSpecError
+from tests.rewards.refused_namespaces import refuse_namespaces
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAG = uuid.uuid4().hex[:12]
@@ -48,23 +49,6 @@ def _host_package() -> str | None:
     if any(os.path.isdir(os.path.join(d, name)) for d in _host_site_dirs()):
       return name
   return None
-
-
-def _refuse_namespaces(monkeypatch) -> list[dict]:
-  """As a kernel that refuses unshare(2) (see test_sandbox); returns the files of each real run."""
-  monkeypatch.setattr(sandbox_lib, "_PROBED", {})
-  real_run, ran = sandbox_lib.Sandbox._run, []
-
-  def run(self, files, stdin, entry, mechanisms):
-    namespaces = [m for m in mechanisms if m in ("userns", "netns", "pidns", "ipcns", "mountns")]
-    if namespaces:
-      return sandbox_lib.RunResult(sandbox_lib.SANDBOX_ERROR, None, "", "", detail=(
-          f"{namespaces[0]}: unshare: Operation not permitted (errno 1)"))
-    ran.append(dict(files))
-    return real_run(self, files, stdin, entry, mechanisms)
-
-  monkeypatch.setattr(sandbox_lib.Sandbox, "_run", run)
-  return ran
 
 
 def fenced(program: str, wrap_answer: bool = True) -> str:
@@ -401,7 +385,7 @@ def test_host_packages_cannot_be_imported(reward):
 
 
 def test_weak_sandbox_is_refused_without_the_opt_in(monkeypatch):
-  ran = _refuse_namespaces(monkeypatch)
+  ran = refuse_namespaces(monkeypatch)
   with pytest.raises(RuntimeError, match=r"unshare: Operation not permitted.*cannot contain "
                      r"untrusted code.*set unsafe_allow_weak_sandbox=True in the code reward"):
     registry.build("code", max_workers=1)

@@ -22,6 +22,7 @@ import pytest
 
 from r1jax.rewards import sandbox as sandbox_lib
 from r1jax.rewards.sandbox import Sandbox, SandboxLimits
+from tests.rewards.refused_namespaces import refuse_namespaces
 
 LIMITS = SandboxLimits(wall_s=1.5, cpu_s=1, memory_bytes=256 << 20, max_processes=16,
                        max_output_bytes=64 << 10)
@@ -100,24 +101,6 @@ def _import_attempt(dirs, names) -> str:
           "  try:\n    module = __import__(name)\n"
           "    print('imported', name, getattr(module, '__file__', None))\n"
           "  except ImportError as e:\n    print('refused', name, type(e).__name__)\n")
-
-
-def _refuse_namespaces(monkeypatch) -> list[dict]:
-  """As a kernel that refuses unshare(2): a run asking for any namespace fails its setup the way
-  the slot server reports it. Returns the files of every run that got through (to check)."""
-  monkeypatch.setattr(sandbox_lib, "_PROBED", {})  # a fresh probe, not cached for other tests
-  real_run, ran = Sandbox._run, []
-
-  def run(self, files, stdin, entry, mechanisms):
-    namespaces = [m for m in mechanisms if m in ("userns", "netns", "pidns", "ipcns", "mountns")]
-    if namespaces:
-      return sandbox_lib.RunResult(sandbox_lib.SANDBOX_ERROR, None, "", "", detail=(
-          f"{namespaces[0]}: unshare: Operation not permitted (errno 1)"))
-    ran.append(dict(files))
-    return real_run(self, files, stdin, entry, mechanisms)
-
-  monkeypatch.setattr(Sandbox, "_run", run)
-  return ran
 
 
 def _python_for_uid_drop() -> str | None:
@@ -533,7 +516,7 @@ def test_audit_only_mode_blocks_reads_sockets_and_signals(tmp_root, host):
 
 
 def test_explicit_weak_mode_is_refused_before_anything_runs(tmp_root, monkeypatch):
-  ran = _refuse_namespaces(monkeypatch)
+  ran = refuse_namespaces(monkeypatch)
   with pytest.raises(RuntimeError, match=r"mountns not requested, netns not requested, pidns not "
                      r"requested.*cannot contain untrusted code.*unsafe_allow_weak_sandbox=True"):
     Sandbox(LIMITS, max_workers=1, tmp_root=tmp_root, mechanisms=("rlimits", "uid", "audit"))
@@ -541,7 +524,7 @@ def test_explicit_weak_mode_is_refused_before_anything_runs(tmp_root, monkeypatc
 
 
 def test_kernel_refusing_namespaces_refuses_the_sandbox(tmp_root, monkeypatch):
-  ran = _refuse_namespaces(monkeypatch)
+  ran = refuse_namespaces(monkeypatch)
   first = "userns" if os.geteuid() != 0 else "netns"
   with pytest.raises(RuntimeError, match=(
       rf"{first}: unshare: Operation not permitted.*cannot contain untrusted code"
@@ -554,7 +537,7 @@ def test_kernel_refusing_namespaces_refuses_the_sandbox(tmp_root, monkeypatch):
 def test_unsafe_mode_never_runs_the_program_as_root(tmp_root, monkeypatch, how):
   kwargs = {"max_workers": 1, "tmp_root": tmp_root, "unsafe_allow_weak_sandbox": True}
   if how == "kernel_refuses_namespaces":
-    _refuse_namespaces(monkeypatch)
+    refuse_namespaces(monkeypatch)
   elif how == "audit_only":
     kwargs["mechanisms"] = ("rlimits", "audit")
   else:

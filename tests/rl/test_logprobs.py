@@ -211,3 +211,25 @@ def test_bad_inputs_raise_naming_the_argument():
     token_logprobs(hidden, head, targets.astype(jnp.float32))
   with pytest.raises(ValueError, match="chunk_size must be a positive int"):
     token_logprobs(hidden, head, targets, chunk_size=0)
+
+
+def test_entropy_as_a_logged_value_has_no_gradient_and_the_same_value():
+  """entropy_grad=False (GRPO logs the entropy): same values, and the entropy's cotangent is
+  ignored, so the gradient is that of the log-probs alone."""
+  rng = np.random.default_rng(11)
+  hidden = jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)
+  head = jnp.asarray(rng.normal(size=(8, 13)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 13, size=(2, 5)), jnp.int32)
+
+  def total(h, w, entropy_grad):
+    lp, ent = token_logprobs(h, w, targets, chunk_size=4, compute_entropy=True, entropy_grad=entropy_grad)
+    return lp.sum() + 3.0 * ent.sum(), (lp, ent)
+
+  (_, (lp, ent)), g_with = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(hidden, head, True)
+  (_, (lp2, ent2)), g_logged = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(hidden, head, False)
+  g_logp = jax.grad(lambda h, w: token_logprobs(h, w, targets, chunk_size=4).sum(), argnums=(0, 1))(hidden, head)
+  np.testing.assert_array_equal(np.asarray(lp2), np.asarray(lp))
+  np.testing.assert_array_equal(np.asarray(ent2), np.asarray(ent))
+  for a, b, c in zip(g_logged, g_logp, g_with):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    assert float(jnp.max(jnp.abs(c - b))) > 1e-3  # the differentiable entropy does move the gradient
