@@ -17,13 +17,19 @@ Name maps (HF -> r1jax), with torch Linear weights [out, in] transposed to [in, 
                                        mlp.w_gate / w_up [E, D, F], mlp.w_down [E, F, D]
   ...mlp.experts.gate_up_proj [E, 2F, D] / down_proj [E, D, F]  (fused layout) -> the same stacks
   ...mlp.shared_experts.{gate,up,down}_proj -> mlp.shared_experts.*
+
+Blockwise fp8 checkpoints (DeepSeek-V3: float8_e4m3fn `*.weight` + float32 `*.weight_scale_inv`,
+config.json `quantization_config.weight_block_size`) are dequantised into the requested dtype on
+read; `save_hf_model(..., fp8=True)` writes that layout. Tensors of layers >= num_hidden_layers
+(DeepSeek-V3's multi-token-prediction module, `model.layers.61.*`) are skipped.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from typing import Callable, Iterator, Mapping, Optional
+import re
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +121,15 @@ def hf_tensor_for(path: str, shape: tuple[int, ...], read: Reader, names: set[st
   raise KeyError(f"no HF name for r1jax parameter {path!r}")
 
 
+_LAYER = re.compile(r"model\.layers\.(\d+)\.")
+
+
+def _layer_of(name: str) -> int:
+  """The decoder layer index of an HF tensor name (-1 for embeddings, final norm, head)."""
+  m = _LAYER.match(name)
+  return int(m.group(1)) if m else -1
+
+
 def _place(host: np.ndarray, sharding, dtype) -> jax.Array:
   host = np.asarray(host).astype(dtype)
   if sharding is None:
@@ -137,11 +152,13 @@ def load_hf_model(path: str, mesh: Optional[Mesh] = None, dtype: Optional[str] =
   ModelConfig fields (e.g. moe_backend="ragged", remat="full").
   """
   hf = read_hf_config(path)
-  reader = safetensors_io.TensorReader(path)
-  names = reader.keys()
+  reader = safetensors_io.TensorReader(path, hf_config.fp8_block_size(hf))
+  mtp = {n for n in reader.keys() if _layer_of(n) >= hf.get("num_hidden_layers", float("inf"))}
+  names = reader.keys() - mtp
   if dtype is not None:
     overrides = {"param_dtype": dtype, "dtype": dtype, **overrides}
   cfg = hf_config.from_hf_config(hf, names, **overrides)
+  target = jnp.dtype(cfg.param_dtype)  # fp8 weights are dequantised straight into it
   abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
   graphdef, abs_state = nnx.split(abstract)
   shardings = shd.state_shardings(abs_state, mesh, rules) if mesh is not None else None
@@ -151,7 +168,7 @@ def load_hf_model(path: str, mesh: Optional[Mesh] = None, dtype: Optional[str] =
 
   def read(name: str) -> np.ndarray:
     used.add(name)
-    return reader.get(name)
+    return reader.get(name, dtype=target)
 
   def one(p, v):
     key = _key(p)
@@ -165,11 +182,12 @@ def load_hf_model(path: str, mesh: Optional[Mesh] = None, dtype: Optional[str] =
     return v.replace(_place(host, sh, v.dtype))
 
   state = jax.tree_util.tree_map_with_path(one, abs_state, is_leaf=_is_var)
-  ignored = sorted(n for n in names - used if not n.endswith("_scale_inv") and "rotary_emb" not in n)
-  mtp = [n for n in ignored if n.startswith(f"model.layers.{cfg.n_layers}.")]
   if mtp:
-    log.info("%s: ignoring %d multi-token-prediction tensors (layer %d)", path, len(mtp), cfg.n_layers)
-  other = [n for n in ignored if n not in set(mtp)]
+    log.info("%s: skipping %d multi-token-prediction tensors (layers >= num_hidden_layers = %d)",
+             path, len(mtp), hf["num_hidden_layers"])
+  scale = "_scale_inv"
+  other = sorted(n for n in names - used if "rotary_emb" not in n
+                 and not (n.endswith(scale) and n[:-len(scale)] in used))
   if other:
     raise ValueError(f"{path}: {len(other)} checkpoint tensors have no r1jax parameter, e.g. {other[:5]}")
   return cfg, nnx.merge(graphdef, state)
@@ -178,19 +196,48 @@ def load_hf_model(path: str, mesh: Optional[Mesh] = None, dtype: Optional[str] =
 # ------------------------------------------------------------------ export
 
 
-def hf_tensors(model: Transformer, dtype: Optional[str] = None) -> Iterator[tuple[str, np.ndarray]]:
-  """(HF name, numpy array) pairs in the on-disk layout (per-expert tensors), one at a time."""
+_FP8_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+                "gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+
+
+def is_fp8_weight(name: str, a: np.ndarray) -> bool:
+  """What DeepSeek-V3's fp8 checkpoints quantise: the 2-D linear weights of attention and the MLP /
+  (shared) experts. Embeddings, norms, the router gate (`*.gate.weight`) and lm_head stay in dtype."""
+  parts = name.split(".")
+  return parts[:2] == ["model", "layers"] and parts[-1] == "weight" and parts[-2] in _FP8_LINEARS and a.ndim == 2
+
+
+def hf_tensors(model: Transformer, dtype: Optional[str] = None,
+               fp8_block_size: Optional[Sequence[int]] = None) -> Iterator[tuple[str, np.ndarray]]:
+  """(HF name, numpy array) pairs in the on-disk layout (per-expert tensors), one at a time.
+  With fp8_block_size, the `is_fp8_weight` tensors are written as float8_e4m3fn with a float32
+  `<name>_scale_inv` per block, quantised from the float32 parameter values."""
   cfg = model.cfg
   family = hf_config.hf_family(cfg)
   moe_name = "block_sparse_moe" if family == "mixtral" else "mlp"
   np_dtype = np.dtype(ml_dtypes.bfloat16) if (dtype or cfg.param_dtype) == "bfloat16" else np.dtype(dtype or np.float32)
 
+  block = hf_config.check_block_size(tuple(fp8_block_size)) if fp8_block_size is not None else None
+
   def host(v) -> np.ndarray:
     # One tensor at a time; a tensor sharded over several processes is all-gathered (every
     # process must iterate, `drain_hf_tensors`), so no host ever holds the whole model at once.
-    a = np.asarray(host_get(v[...]))
-    return a if v.__class__.__name__ == "RouterBias" else a.astype(np_dtype)
+    # Not cast here: cast (or quantised) per HF tensor below, so fp8 scales see the unrounded values.
+    return np.asarray(host_get(v[...]))
 
+  for name, a in _hf_layout(model, host, family, moe_name):
+    if name.endswith("e_score_correction_bias"):  # RouterBias: float32 whatever dtype
+      yield name, a.astype(np.float32)
+    elif block is not None and is_fp8_weight(name, a):
+      q, s = safetensors_io.quantize_blockwise(a, block, name)
+      yield name, q
+      yield name + "_scale_inv", s
+    else:
+      yield name, np.ascontiguousarray(a, dtype=np_dtype)
+
+
+def _hf_layout(model: Transformer, host, family: str, moe_name: str) -> Iterator[tuple[str, np.ndarray]]:
+  """(HF name, host array in the parameter's own dtype) in the on-disk layout."""
   for key, v in flat_variables(nnx.state(model)).items():
     parts = key.split(".")
     if key == "embed_tokens":
@@ -210,18 +257,18 @@ def hf_tensors(model: Transformer, dtype: Optional[str] = None) -> Iterator[tupl
       if rest[1] == "gate":
         yield f"{moe}.gate.weight", a.T
       elif rest[1] == "e_score_correction_bias":
-        yield f"{moe}.gate.e_score_correction_bias", a.astype(np.float32)
+        yield f"{moe}.gate.e_score_correction_bias", a
       else:
         for j in range(a.shape[0]):
           names = (f"{moe}.experts.{j}.w1.weight", f"{moe}.experts.{j}.w3.weight", f"{moe}.experts.{j}.w2.weight") \
               if family == "mixtral" else _expert_names(set(), i, j)
-          yield names[{"w_gate": 0, "w_up": 1, "w_down": 2}[rest[1]]], np.ascontiguousarray(a[j].T)
+          yield names[{"w_gate": 0, "w_up": 1, "w_down": 2}[rest[1]]], a[j].T
       continue
     hf = f"{pre}." + ".".join(rest[:-1])
     leaf = rest[-1]
     if leaf == "kernel":
       n_in = 2 if rest[-2] == "o_proj" else 1  # o_proj contracts (heads, head_dim); others one dim
-      yield hf + ".weight", np.ascontiguousarray(a.reshape(int(np.prod(a.shape[:n_in])), -1).T)
+      yield hf + ".weight", a.reshape(int(np.prod(a.shape[:n_in])), -1).T
     elif leaf == "bias":
       yield hf + ".bias", a.reshape(-1)
     else:
@@ -236,19 +283,25 @@ def drain_hf_tensors(model: Transformer, dtype: Optional[str] = None) -> None:
 
 
 def save_hf_model(model: Transformer, path: str, *, dtype: Optional[str] = None,
-                  max_shard_bytes: int = 5 << 30, extra_config: Optional[dict] = None) -> str:
+                  max_shard_bytes: int = 5 << 30, extra_config: Optional[dict] = None,
+                  fp8: bool = False, fp8_block_size: Sequence[int] = hf_config.FP8_BLOCK) -> str:
   """Writes config.json + safetensors (sharded with an index past max_shard_bytes) in HF layout.
-  A bucket path (gs://…) is written locally first and uploaded with config.json last."""
+  fp8=True writes DeepSeek-V3's blockwise fp8 layout (`is_fp8_weight` tensors as float8_e4m3fn +
+  float32 `*_scale_inv`, one scale per fp8_block_size block; the rest in dtype) and its
+  quantization_config. A bucket path (gs://…) is written locally first and uploaded with config.json last."""
   if fs.is_remote(path):
     with fs.staged_dir(path, last=("config.json",)) as local:
-      save_hf_model(model, local, dtype=dtype, max_shard_bytes=max_shard_bytes, extra_config=extra_config)
+      save_hf_model(model, local, dtype=dtype, max_shard_bytes=max_shard_bytes, extra_config=extra_config,
+                    fp8=fp8, fp8_block_size=fp8_block_size)
     return path
   os.makedirs(path, exist_ok=True)
   cfg_dict = hf_config.to_hf_config(model.cfg)
   if dtype:
     cfg_dict["torch_dtype"] = dtype
+  if fp8:
+    cfg_dict["quantization_config"] = hf_config.fp8_quantization_config(tuple(fp8_block_size))
   cfg_dict.update(extra_config or {})
-  safetensors_io.save_sharded(hf_tensors(model, dtype), path, max_shard_bytes)
+  safetensors_io.save_sharded(hf_tensors(model, dtype, fp8_block_size if fp8 else None), path, max_shard_bytes)
   with open(os.path.join(path, "config.json"), "w") as f:
     json.dump(cfg_dict, f, indent=2)
   return path

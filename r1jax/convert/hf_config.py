@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from r1jax.convert.safetensors_io import FP8_BLOCK
 from r1jax.models.config import ModelConfig, RopeScaling
 
 
@@ -158,3 +159,29 @@ def to_hf_config(cfg: ModelConfig) -> dict:
     else:
       hf.update(num_local_experts=cfg.n_routed_experts, intermediate_size=cfg.moe_ffn_dim)
   return hf
+
+
+def fp8_block_size(hf: dict) -> tuple[int, int]:
+  """The block of DeepSeek-style fp8 weight scales: config.json's
+  `quantization_config.weight_block_size` (default 128 x 128, also when there is no quantization_config)."""
+  q = hf.get("quantization_config")
+  if not q:
+    return FP8_BLOCK
+  if q.get("quant_method") != "fp8":
+    raise _err("quantization_config", f"quant_method {q.get('quant_method')!r} is not supported (fp8 only)")
+  if q.get("fmt", "e4m3") != "e4m3":
+    raise _err("quantization_config", f"fmt {q.get('fmt')!r} is not supported (e4m3 only)")
+  return check_block_size(q.get("weight_block_size", FP8_BLOCK), "quantization_config.weight_block_size")
+
+
+def check_block_size(block: Any, field: str = "weight_block_size") -> tuple[int, int]:
+  if (not isinstance(block, (list, tuple)) or len(block) != 2
+      or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
+    raise _err(field, f"{block!r} is not two positive integers [rows, cols] (per-tensor fp8 is not supported)")
+  return int(block[0]), int(block[1])
+
+
+def fp8_quantization_config(block: tuple[int, int] = FP8_BLOCK) -> dict:
+  """config.json's quantization_config for blockwise fp8 weights, as DeepSeek-V3 writes it."""
+  return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+          "weight_block_size": list(check_block_size(block))}

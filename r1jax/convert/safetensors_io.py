@@ -1,8 +1,10 @@
 """Read and write safetensors checkpoints tensor by tensor (numpy; no torch).
 
 Tensors are read from the header's byte offsets (a memory map locally, a ranged read on object
-stores), bf16 and fp8 as `ml_dtypes` arrays, and DeepSeek-V3's blockwise-fp8 weights (`*.weight_scale_inv`, 128x128
-blocks) are dequantised on read.
+stores), bf16 and fp8 as `ml_dtypes` arrays. DeepSeek-V3's blockwise fp8 weights (float8_e4m3fn `W`
+[M, N] with a float32 `W_scale_inv` [ceil(M/bm), ceil(N/bn)], one scale per bm x bn block, the last
+row/column of blocks partial; bm x bn is config.json's `quantization_config.weight_block_size`,
+128 x 128 by default) are dequantised on read, and `quantize_blockwise` writes them.
 """
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ _DTYPES = {
 }
 
 
+FP8_BLOCK = (128, 128)  # DeepSeek-V3's quantization_config.weight_block_size
+FP8_MAX = 448.0  # the largest finite float8_e4m3fn
+_FP8 = (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2))
+
+
 def _header(path: str) -> tuple[dict, int]:
   """(the JSON header, the byte offset where tensor data starts)."""
   with fs.open_file(path, "rb") as f:
@@ -43,8 +50,9 @@ class TensorReader:
   """All tensors of a checkpoint directory (single file or sharded with an index), read lazily:
   memory-mapped on local disks, by byte range on object stores (`gs://…`)."""
 
-  def __init__(self, directory: str):
+  def __init__(self, directory: str, weight_block_size: tuple[int, int] = FP8_BLOCK):
     self.directory = directory
+    self.block = tuple(weight_block_size)
     index = fs.join(directory, "model.safetensors.index.json")
     if fs.exists(index):
       weight_map = fs.read_json(index)["weight_map"]
@@ -74,13 +82,15 @@ class TensorReader:
     h, base = self._headers[path]
     return path, h[name], base
 
-  def get(self, name: str) -> np.ndarray:
+  def get(self, name: str, dtype=np.float32, dequantize: bool = True) -> np.ndarray:
+    """The tensor as stored; a block-scaled fp8 weight (one with `<name>_scale_inv`) dequantised
+    into `dtype` unless `dequantize=False`."""
     if name not in self.where:
       raise KeyError(f"{self.directory}: tensor {name!r} not found in the checkpoint")
     path, info, base = self._info(name)
     if info["dtype"] not in _DTYPES:
       raise ValueError(f"{path}: tensor {name!r} has dtype {info['dtype']}, which r1jax does not read")
-    dtype = np.dtype(_DTYPES[info["dtype"]])
+    raw_dtype = np.dtype(_DTYPES[info["dtype"]])
     start, end = info["data_offsets"]
     if fs.is_remote(path):
       with fs.open_file(path, "rb") as f:
@@ -88,19 +98,56 @@ class TensorReader:
         raw = np.frombuffer(f.read(end - start), np.uint8)
     else:
       raw = np.memmap(path, dtype=np.uint8, mode="r", offset=base + start, shape=(end - start,))
-    out = np.asarray(raw).view(dtype).reshape(info["shape"])
+    out = np.asarray(raw).view(raw_dtype).reshape(info["shape"])
+    if not dequantize or out.dtype not in _FP8:
+      return out
     scale_name = name + "_scale_inv"
-    if out.dtype in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2) and scale_name in self.where:
-      out = dequantize_blockwise(out, self.get(scale_name))
-    return out
+    if scale_name not in self.where:
+      raise ValueError(f"{path}: fp8 tensor {name!r} has no {scale_name!r}; r1jax reads block-scaled fp8 only")
+    return dequantize_blockwise(out, self.get(scale_name), self.block, dtype, name=f"{path}: tensor {name!r}")
 
 
-def dequantize_blockwise(w: np.ndarray, scale_inv: np.ndarray) -> np.ndarray:
-  """DeepSeek-V3 fp8: w [M, N] with one scale per (bm x bn) block; the block size follows from shapes."""
-  m, n = w.shape
-  bm, bn = -(-m // scale_inv.shape[0]), -(-n // scale_inv.shape[1])
-  s = np.repeat(np.repeat(scale_inv.astype(np.float32), bm, 0), bn, 1)[:m, :n]
-  return (w.astype(np.float32) * s).astype(ml_dtypes.bfloat16)
+def _scale_grid(shape: tuple[int, ...], block: tuple[int, int], name: str) -> tuple[int, int]:
+  if len(shape) != 2:
+    raise ValueError(f"{name}: block-scaled fp8 needs a 2-D weight, got shape {tuple(shape)}")
+  (m, n), (bm, bn) = shape, block
+  return -(-m // bm), -(-n // bn)
+
+
+def _per_element(scale: np.ndarray, block: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+  """Block (i, j)'s scale at rows i*bm..min((i+1)*bm, M), cols j*bn..min((j+1)*bn, N)."""
+  return np.repeat(np.repeat(scale, block[0], 0), block[1], 1)[:shape[0], :shape[1]]
+
+
+def dequantize_blockwise(w: np.ndarray, scale_inv: np.ndarray, block: tuple[int, int] = FP8_BLOCK,
+                         dtype=np.float32, name: str = "tensor") -> np.ndarray:
+  """fp8 w [M, N] times its block's float32 scale (the multiply in float32), cast to `dtype`.
+  The scale grid must be exactly [ceil(M/bm), ceil(N/bn)]."""
+  grid = _scale_grid(w.shape, block, name)
+  if tuple(scale_inv.shape) != grid:
+    raise ValueError(f"{name}: scale_inv has shape {tuple(scale_inv.shape)}, expected {grid} for weight "
+                     f"{tuple(w.shape)} in {block[0]}x{block[1]} blocks (quantization_config.weight_block_size)")
+  s = _per_element(np.asarray(scale_inv, np.float32), block, w.shape)
+  return (w.astype(np.float32) * s).astype(dtype)
+
+
+def quantize_blockwise(w: np.ndarray, block: tuple[int, int] = FP8_BLOCK, name: str = "tensor") -> tuple[np.ndarray, np.ndarray]:
+  """(float8_e4m3fn q [M, N], float32 scale_inv [ceil(M/bm), ceil(N/bn)]) with w ~= q * scale_inv:
+  per block scale_inv = amax / 448 in float32 (1 for an all-zero block), q = e4m3(w / scale_inv).
+  Exact on the grid: the block maximum dequantises to float32(448 * s), and float32(that / 448)
+  is s again (checked exhaustively over a binade of normal floats), so quantising a float32 dequantised (q, s)
+  gives back the same bytes."""
+  w = np.asarray(w, np.float32)
+  gm, gn = _scale_grid(w.shape, block, name)
+  if not np.isfinite(w).all():
+    raise ValueError(f"{name}: non-finite values cannot be quantised to fp8")
+  (m, n), (bm, bn) = w.shape, block
+  padded = np.zeros((gm * bm, gn * bn), np.float32)
+  padded[:m, :n] = np.abs(w)
+  amax = padded.reshape(gm, bm, gn, bn).max(axis=(1, 3))
+  s = np.where(amax > 0, amax / np.float32(FP8_MAX), np.float32(1)).astype(np.float32)
+  q = np.clip(w / _per_element(s, block, w.shape), -FP8_MAX, FP8_MAX)
+  return q.astype(ml_dtypes.float8_e4m3fn), s
 
 
 def save_file(tensors: Mapping[str, np.ndarray], path: str, metadata: Mapping[str, str] | None = None) -> None:
