@@ -355,6 +355,43 @@ def _first_not_none(*values):
   return next((v for v in values if v is not None), None)
 
 
+# What a checkpoint directory carries of its tokenizer: an HF tokenizer (its config holds the
+# special tokens and the chat template) or a sentencepiece model.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model")
+
+
+def has_tokenizer(directory: str | os.PathLike) -> bool:
+  return any(fs.exists(fs.join(directory, f)) for f in ("tokenizer.json", "tokenizer.model"))
+
+
+def copy_tokenizer_files(source: str | os.PathLike, directory: str | os.PathLike) -> list[str]:
+  """Copies the tokenizer at `source` (what `load_tokenizer` takes: a directory holding one, a
+  tokenizer.json with its sibling config files, or a sentencepiece .model) into `directory`, so
+  that directory loads on its own; returns the file names written."""
+  source = os.fspath(source)
+  if fs.isdir(source):
+    if not has_tokenizer(source):
+      raise FileNotFoundError(f"{source}: no tokenizer.json or tokenizer.model inside")
+    names = [f for f in TOKENIZER_FILES if fs.exists(fs.join(source, f))]
+    src_dir = source
+  elif source.endswith(".model"):
+    fs.copy(source, fs.join(directory, "tokenizer.model"))
+    return ["tokenizer.model"]
+  elif source.endswith(".json"):
+    src_dir = os.fspath(fs.path(source).parent)
+    fs.copy(source, fs.join(directory, "tokenizer.json"))
+    names = [f for f in TOKENIZER_FILES[1:-1] if fs.exists(fs.join(src_dir, f))]
+    for f in names:
+      fs.copy(fs.join(src_dir, f), fs.join(directory, f))
+    return ["tokenizer.json", *names]
+  else:
+    raise ValueError(f"{source}: not a tokenizer (.model, tokenizer.json or a directory holding one)")
+  for f in names:
+    fs.copy(fs.join(src_dir, f), fs.join(directory, f))
+  return names
+
+
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
   """A `.model` file -> sentencepiece; a `tokenizer.json` or a directory holding one -> HF."""
   path = os.fspath(path)

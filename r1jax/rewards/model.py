@@ -34,7 +34,8 @@ import numpy as np
 from r1jax import fs
 from r1jax.data import encode
 from r1jax.data.templates import PromptTemplate, build_template
-from r1jax.data.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
+from r1jax.data.tokenizer import (SentencePieceTokenizer, Tokenizer, copy_tokenizer_files, has_tokenizer,
+                                  load_tokenizer)
 from r1jax.models.reward_head import RewardModel, make_score_fn, split_reward_model
 from r1jax.rewards import extract
 from r1jax.rewards.registry import RewardOutput, register
@@ -45,7 +46,6 @@ RM_KINDS = ("helpfulness", "safety")
 DEFAULT_TEMPLATE = PromptTemplate(name="chat", chat_format="plain")
 META_FILE, HEAD_FILE = "reward_model.json", "reward_head.npz"
 FORMAT_VERSION = 1
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 # ------------------------------------------------------------------ what text is scored
@@ -207,24 +207,6 @@ def template_to_dict(template: PromptTemplate) -> dict[str, Any]:
   return d
 
 
-def _copy_tokenizer(source: str, directory: str) -> None:
-  if fs.isdir(source):
-    found = [f for f in TOKENIZER_FILES if fs.exists(fs.join(source, f))]
-    if not found:
-      raise FileNotFoundError(f"{source}: no tokenizer file ({', '.join(TOKENIZER_FILES)}) inside")
-    for f in found:
-      fs.copy(fs.join(source, f), fs.join(directory, f))
-  elif source.endswith(".model"):
-    fs.copy(source, fs.join(directory, "tokenizer.model"))
-  elif source.endswith(".json"):
-    fs.copy(source, fs.join(directory, "tokenizer.json"))
-    config = os.fspath(fs.path(source).parent / "tokenizer_config.json")
-    if fs.exists(config):
-      fs.copy(config, fs.join(directory, "tokenizer_config.json"))
-  else:
-    raise ValueError(f"{source}: not a tokenizer (.model, tokenizer.json or a directory)")
-
-
 def save_reward_model(model: RewardModel, directory: str, *, kind: str,
                       tokenizer: Tokenizer | str | None = None,
                       template: Optional[PromptTemplate] = None,
@@ -251,7 +233,7 @@ def save_reward_model(model: RewardModel, directory: str, *, kind: str,
   if isinstance(tokenizer, SentencePieceTokenizer):
     tokenizer.save(os.path.join(directory, "tokenizer.model"))
   elif isinstance(tokenizer, (str, os.PathLike)):
-    _copy_tokenizer(os.fspath(tokenizer), directory)
+    copy_tokenizer_files(tokenizer, directory)
   elif tokenizer is not None:
     raise TypeError(f"save_reward_model: pass a SentencePieceTokenizer or a tokenizer path, got "
                     f"{type(tokenizer).__name__}")
@@ -281,7 +263,7 @@ def load_reward_model(directory: str, *, tokenizer: Tokenizer | str | None = Non
   _, backbone = load_hf_model(directory, mesh=mesh, dtype=dtype)
   model = RewardModel.from_backbone(backbone, weight, bias)
   if tokenizer is None:
-    if not any(fs.exists(fs.join(directory, f)) for f in TOKENIZER_FILES):
+    if not has_tokenizer(directory):
       raise FileNotFoundError(f"{directory}: no tokenizer saved; pass tokenizer=")
     tokenizer = load_tokenizer(directory)
   elif isinstance(tokenizer, (str, os.PathLike)):

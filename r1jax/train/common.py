@@ -76,9 +76,7 @@ def load_tokenizer(cfg, workdir: Optional[str] = None):
       cfg.tokenizer.path = path
   if not path:
     raise ValueError("config.tokenizer.path: no tokenizer given (and model.init_from has none)")
-  if fs.isdir(path) and fs.exists(fs.join(path, TOKENIZER_FILE)):
-    path = fs.join(path, TOKENIZER_FILE)
-  return load(path)
+  return load(path)  # a directory: its tokenizer.json, else its tokenizer.model
 
 
 def train_tokenizer(tcfg, workdir: str) -> str:
@@ -145,15 +143,12 @@ def publish_final(workdir: str, write: Callable[[str], None], drain: Callable[[]
 def export_final(model: nnx.Module, tokenizer_path: Optional[str], workdir: str, meta: Optional[dict] = None) -> str:
   """<workdir>/final: the HF layout (config.json written last), the tokenizer and the stage metadata."""
   from r1jax.convert.hf import drain_hf_tensors, save_hf_model
+  from r1jax.data.tokenizer import copy_tokenizer_files
 
   def write(tmp: str) -> None:
     save_hf_model(model, tmp)
-    if tokenizer_path:
-      src = tokenizer_path
-      if fs.isdir(src):
-        src = fs.join(src, TOKENIZER_FILE)
-      if fs.exists(src):
-        fs.copy(src, os.path.join(tmp, fs.path(src).name))
+    if tokenizer_path:  # the stage's own tokenizer (HF files with their chat template, or sentencepiece)
+      copy_tokenizer_files(tokenizer_path, tmp)
     if meta is not None:
       fs.write_json(os.path.join(tmp, STAGE_META), meta)
 
