@@ -89,23 +89,32 @@ def read_json(p: PathLike) -> Any:
   return json.loads(read_text(p))
 
 
-def write_bytes(p: PathLike, data: bytes) -> None:
-  """Replaces `p` whole, never leaving a partial file: a temp file renamed on local disks, one
-  object PUT on object stores."""
+@contextlib.contextmanager
+def writing(p: PathLike, mode: str = "wb") -> Iterator[Any]:
+  """A file object whose content replaces `p` whole, or not at all, when the block ends: a temp
+  file renamed on local disks (removed on an error), one object PUT on object stores."""
   p = path(p)
   p.parent.mkdir(parents=True, exist_ok=True)
+  encoding = None if "b" in mode else "utf-8"
   if is_remote(p):
-    p.write_bytes(data)
+    with p.open(mode, encoding=encoding) as f:
+      yield f
     return
   fd, tmp = tempfile.mkstemp(dir=os.fspath(p.parent), prefix=f".{p.name}.", suffix=".tmp")
   try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
+    with os.fdopen(fd, mode, encoding=encoding) as f:
+      yield f
     os.replace(tmp, os.fspath(p))
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_bytes(p: PathLike, data: bytes) -> None:
+  """Replaces `p` whole, never leaving a partial file (see `writing`)."""
+  with writing(p, "wb") as f:
+    f.write(data)
 
 
 def write_text(p: PathLike, text: str) -> None:

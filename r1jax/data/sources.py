@@ -317,20 +317,12 @@ def open_source(spec: DatasetSpec) -> grain.sources.RandomAccessDataSource:
 
 
 def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
-  """Writes rows as JSON Lines (UTF-8, no ASCII escaping), whole or not at all (a temp file renamed
-  on local disks; one object on object stores); returns the number written."""
-  target = fs.path(path)
-  tmp = target if fs.is_remote(target) else target.parent / f".{target.name}.tmp"
+  """Writes rows as JSON Lines (UTF-8, no ASCII escaping), whole or not at all (`fs.writing`);
+  returns the number written."""
   n = 0
-  try:
-    with fs.open_file(tmp, "w") as f:
-      for row in rows:
-        f.write(json.dumps(row, ensure_ascii=False))
-        f.write("\n")
-        n += 1
-  except BaseException:
-    fs.rmtree(tmp)
-    raise
-  if tmp != target:
-    os.replace(os.fspath(tmp), os.fspath(target))
+  with fs.writing(path, "w") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False))
+      f.write("\n")
+      n += 1
   return n

@@ -373,23 +373,20 @@ def copy_tokenizer_files(source: str | os.PathLike, directory: str | os.PathLike
   if fs.isdir(source):
     if not has_tokenizer(source):
       raise FileNotFoundError(f"{source}: no tokenizer.json or tokenizer.model inside")
-    names = [f for f in TOKENIZER_FILES if fs.exists(fs.join(source, f))]
-    src_dir = source
+    copies = {fs.join(source, f): f for f in TOKENIZER_FILES}
   elif source.endswith(".model"):
-    fs.copy(source, fs.join(directory, "tokenizer.model"))
-    return ["tokenizer.model"]
+    copies = {source: "tokenizer.model"}
   elif source.endswith(".json"):
-    src_dir = os.fspath(fs.path(source).parent)
-    fs.copy(source, fs.join(directory, "tokenizer.json"))
-    names = [f for f in TOKENIZER_FILES[1:-1] if fs.exists(fs.join(src_dir, f))]
-    for f in names:
-      fs.copy(fs.join(src_dir, f), fs.join(directory, f))
-    return ["tokenizer.json", *names]
+    siblings = os.fspath(fs.path(source).parent)
+    copies = {source: "tokenizer.json", **{fs.join(siblings, f): f for f in TOKENIZER_FILES[1:-1]}}
   else:
     raise ValueError(f"{source}: not a tokenizer (.model, tokenizer.json or a directory holding one)")
-  for f in names:
-    fs.copy(fs.join(src_dir, f), fs.join(directory, f))
-  return names
+  written = []
+  for src, name in copies.items():
+    if src == source or fs.exists(src):  # the named file itself must exist: fs.copy says so if not
+      fs.copy(src, fs.join(directory, name))
+      written.append(name)
+  return written
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

@@ -115,7 +115,7 @@ def _line_plot(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str, ti
   ax.grid(True, alpha=0.3)
   if len(lines) > 1:
     ax.legend(fontsize="small")
-  with fs.open_file(path, "wb") as f:  # a bucket too
+  with fs.writing(path, "wb") as f:  # a bucket too
     fig.savefig(f, dpi=dpi, format="png")
   return path
 

@@ -165,11 +165,8 @@ class MoE(nnx.Module):
     logits = jnp.dot(xf.astype(jnp.float32), self.gate[...].astype(jnp.float32))
     bias = self.e_score_correction_bias[...] if self.e_score_correction_bias is not None else None
     # Routing is per token: each device routes its own rows (no gather of the [N, E] scores).
-    if bias is None:
-      r = Routing(*token_shard_map(lambda l: tuple(route(l, cfg)), B * T, token_args=1, outputs=3)(logits))
-    else:
-      r = Routing(*token_shard_map(lambda l, b: tuple(route(l, cfg, b)), B * T, token_args=1, replicated_args=1,
-                                   outputs=3)(logits, bias))
+    r = Routing(*token_shard_map(lambda l, b: tuple(route(l, cfg, b)), B * T, token_args=1, replicated_args=1,
+                                 outputs=3)(logits, bias))  # bias None: an empty replicated argument
     mask = token_mask.reshape(-1)
     y, dropped = dispatch(xf.astype(dt), r, self.w_gate[...].astype(dt), self.w_up[...].astype(dt),
                           self.w_down[...].astype(dt), mask, backend=cfg.moe_backend,

@@ -24,16 +24,19 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from r1jax.parallel.sharding import BATCH_AXES  # how activations' batch rows are sharded
+
 EXPERT_AXIS = "expert"
-TOKEN_AXES = ("data", "fsdp", "expert")  # how activations' batch rows are sharded (parallel.sharding)
 
 
 def _mesh_axes():
+  """(the current mesh or None, its expert axis size, the token axes it has, their shard count)."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh is None or not mesh.axis_names:
-    return None, 1, ()
+    return None, 1, (), 1
   sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
-  return mesh, sizes.get(EXPERT_AXIS, 1), tuple(a for a in TOKEN_AXES if a in sizes)
+  token_axes = tuple(a for a in BATCH_AXES if a in sizes)
+  return mesh, sizes.get(EXPERT_AXIS, 1), token_axes, math.prod(sizes[a] for a in token_axes)
 
 
 def token_shard_map(fn, n_tokens: int, *, token_args: int, replicated_args: int = 0, outputs: int = 1):
@@ -41,8 +44,7 @@ def token_shard_map(fn, n_tokens: int, *, token_args: int, replicated_args: int 
   arguments and its `outputs` are row-sharded, the next `replicated_args` whole) when the current
   mesh shards tokens and divides `n_tokens`; else `fn` itself. For per-token work (routing) that
   GSPMD would otherwise all-gather."""
-  mesh, _, token_axes = _mesh_axes()
-  shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[a] for a in token_axes) if mesh else 1
+  mesh, _, token_axes, shards = _mesh_axes()
   if shards == 1 or n_tokens % shards:
     return fn
   rows = P(token_axes)
@@ -53,10 +55,9 @@ def token_shard_map(fn, n_tokens: int, *, token_args: int, replicated_args: int 
 def alltoall_dispatch(x, routing, wg, wu, wd, token_mask, *, capacity_factor=None, block: int = 64,
                       local_dispatch=None):
   """Same contract as `moe.dispatch`: x [N, D] -> (y [N, D], dropped assignments)."""
-  mesh, X, token_axes = _mesh_axes()
+  mesh, X, token_axes, shards = _mesh_axes()
   N, D = x.shape
   E = wg.shape[0]
-  shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[a] for a in token_axes) if mesh else 1
   if X == 1 or E % X or N % shards:
     return local_dispatch(x, routing, wg, wu, wd, token_mask, backend="blocks", block=block)
   K = routing.experts.shape[1]

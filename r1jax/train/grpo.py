@@ -27,8 +27,8 @@ from r1jax.rl.advantages import group_advantages, kl_penalized_rewards
 from r1jax.rl.config import GRPOConfig
 from r1jax.rl.logprobs import token_logprobs
 from r1jax.rl.loss import combine_microbatch_metrics, grpo_loss
-from r1jax.train.state import (TrainState, apply_gradients, merge, microbatches, unmicrobatch,
-                               update_router_biases)
+from r1jax.train.state import (TrainState, accumulate_gradients, apply_gradients, merge, micro_batch_count,
+                               microbatches, router_load_shape, unmicrobatch, update_router_biases)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -77,12 +77,10 @@ def make_ref_logprobs_fn(graphdef, chunk_size: int, temperature: float = 1.0, mi
     return jax.lax.stop_gradient(lp)
 
   def fn(ref_params, extra, batch):
-    rows = batch["tokens"].shape[0]
-    if not micro_batch_size or micro_batch_size >= rows:
+    n = micro_batch_count(batch["tokens"].shape[0], micro_batch_size, "reference log-probs")
+    if n == 1:
       return full(ref_params, extra, batch)
-    if rows % micro_batch_size:
-      raise ValueError(f"reference log-probs: {rows} rows do not split into micro-batches of {micro_batch_size}")
-    mbs = microbatches({k: batch[k] for k in _MODEL_KEYS}, rows // micro_batch_size)
+    mbs = microbatches({k: batch[k] for k in _MODEL_KEYS}, n)
     return unmicrobatch(jax.lax.map(lambda mb: full(ref_params, extra, mb), mbs))
   return fn
 
@@ -104,32 +102,25 @@ def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig
                               total_tokens=total_tokens, total_sequences=total_sequences)
     return loss + balance_weight * aux["balance"], (metrics, aux["load"])
 
-  def accumulated(params, extra, mb):
-    """(loss, (metrics, loads)), grads summed over the micro-batches."""
-    rows = mb["advantages"].shape[0]
-    n = rows // cfg.micro_batch_size
+  def accumulated(params, extra, mb, n: int):
+    """(loss, (metrics, loads)), grads summed over `n` micro-batches."""
     mask = mb["completion_mask"] > 0
     total_tokens = jnp.maximum(jnp.sum(mask).astype(jnp.float32), 1.0)
     total_sequences = jnp.maximum(jnp.sum(jnp.any(mask, axis=-1)).astype(jnp.float32), 1.0)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def body(carry, micro):
-      loss_sum, grads, loads = carry
+    def micro_step(micro):
       (loss, (metrics, load)), g = grad_fn(params, extra, micro, total_tokens, total_sequences, 1.0 / n)
-      return (loss_sum + loss, jax.tree.map(jnp.add, grads, g), loads + load), metrics
+      return loss, load, metrics, g
 
-    n_moe, n_exp = _load_shape(graphdef, params, extra)
-    zeros = (jnp.float32(0), jax.tree.map(jnp.zeros_like, params), jnp.zeros((n_moe, n_exp), jnp.float32))
-    (loss, grads, loads), stacked = jax.lax.scan(body, zeros, microbatches(mb, n))
+    loss, grads, loads, stacked = accumulate_gradients(micro_step, params, microbatches(mb, n),
+                                                       router_load_shape(graphdef, params, extra))
     return (loss, (combine_microbatch_metrics(stacked), loads)), grads
 
   def step(state: TrainState, mb):
-    rows = mb["advantages"].shape[0]
-    if cfg.micro_batch_size and cfg.micro_batch_size < rows:
-      if rows % cfg.micro_batch_size:
-        raise ValueError(f"GRPO update: a minibatch of {rows} rows does not split into "
-                         f"grpo.micro_batch_size={cfg.micro_batch_size}")
-      (loss, (metrics, loads)), grads = accumulated(state.params, state.extra, mb)
+    n = micro_batch_count(mb["advantages"].shape[0], cfg.micro_batch_size, "GRPO update (grpo.micro_batch_size)")
+    if n > 1:
+      (loss, (metrics, loads)), grads = accumulated(state.params, state.extra, mb, n)
     else:
       (loss, (metrics, loads)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, mb)
     new_state, gnorm = apply_gradients(state, grads, tx)
@@ -145,12 +136,6 @@ def make_update_step(graphdef, tx: optax.GradientTransformation, cfg: GRPOConfig
     return guarded, {**metrics, "grad_norm": gnorm, "skipped_nonfinite": 1.0 - finite.astype(jnp.float32)}
 
   return step
-
-
-def _load_shape(graphdef, params, extra) -> tuple[int, int]:
-  """[MoE layers, routed experts] of the model's router load counts."""
-  mcfg = merge(graphdef, params, extra).cfg
-  return len(mcfg.moe_layer_ids), max(mcfg.n_routed_experts, 1)
 
 
 @dataclasses.dataclass

@@ -17,9 +17,9 @@ import io
 import logging
 from typing import Mapping, Sequence
 
-from r1jax import fs
-
 import numpy as np
+
+from r1jax import fs
 
 log = logging.getLogger(__name__)
 

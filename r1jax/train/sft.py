@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import optax
 
 from r1jax.rl.logprobs import token_logprobs
-from r1jax.train.state import TrainState, apply_gradients, merge, microbatches, update_router_biases
+from r1jax.train.state import (TrainState, accumulate_gradients, apply_gradients, merge, microbatches,
+                               router_load_shape, update_router_biases)
 
 SFT_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions")
 
@@ -37,20 +38,17 @@ def make_sft_step(graphdef, tx: optax.GradientTransformation, *, grad_accum_step
       nll, _, aux = sft_nll(graphdef, params, state.extra, mb, chunk_size=chunk_size)
       return nll / n_tokens + aux["balance"] / grad_accum_steps, (nll, aux["load"])
 
-    def body(carry, mb):
-      grads, nll_sum, loads = carry
+    def micro_step(mb):
       (_, (nll, load)), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
-      return (jax.tree.map(jnp.add, grads, g), nll_sum + nll, loads + load), None
+      return nll, load, None, g
 
-    mcfg = merge(graphdef, state.params, state.extra).cfg
-    n_moe, n_exp = len(mcfg.moe_layer_ids), max(mcfg.n_routed_experts, 1)
-    zeros = (jax.tree.map(jnp.zeros_like, state.params), jnp.float32(0), jnp.zeros((n_moe, n_exp), jnp.float32))
-    (grads, nll_sum, loads), _ = jax.lax.scan(body, zeros, mbs)
+    load_shape = router_load_shape(graphdef, state.params, state.extra)
+    nll_sum, grads, loads, _ = accumulate_gradients(micro_step, state.params, mbs, load_shape)
     new_state, gnorm = apply_gradients(state, grads, tx)
     extra = update_router_biases(graphdef, new_state.params, state.extra, loads, router_bias_rate)
     new_state = new_state.replace(extra=extra)
     metrics = {"loss": nll_sum / n_tokens, "grad_norm": gnorm, "tokens": n_tokens}
-    if n_moe:
+    if load_shape[0]:  # MoE layers
       metrics["moe/load_max_over_mean"] = (loads.max(-1) / jnp.maximum(loads.mean(-1), 1e-9)).max()
     return new_state, metrics
 

@@ -35,7 +35,6 @@ class ShardedReward:
                gather_rows: Callable = allgather_rows, gather_objects: Callable = allgather_objects):
     """`process`: (index, count), default JAX's; `gather_*`: the collectives (tests pass others)."""
     self.combined = combined
-    self.weights = combined.weights
     self._process, self._gather_rows, self._gather_objects = process, gather_rows, gather_objects
 
   def __call__(self, completions: Sequence[Any], answers: Sequence[Any] | None = None,
@@ -45,7 +44,8 @@ class ShardedReward:
       return self.combined(completions, answers, metadata)
     completions, answers, metadata = _normalize_batch(completions, answers, metadata)
     n = len(completions)
-    lo, hi = slice_bounds(n, index, count)
+    bounds = [slice_bounds(n, p, count) for p in range(count)]
+    lo, hi = bounds[index]
     local = [name for name in self.combined.rewards if not self.combined.runs_on_devices(name)]
     mine, error = {}, None
     try:
@@ -65,10 +65,8 @@ class ShardedReward:
       raise RuntimeError("reward grading failed on " + "; ".join(failed))
     scored = {}
     for i, name in enumerate(local):
-      scores = np.concatenate([gathered[p, i, :b - a] for p, (a, b) in
-                               enumerate(slice_bounds(n, p, count) for p in range(count))])
-      metrics = _merge_slices([r["metrics"][name] for r in reports],
-                              [slice_bounds(n, p, count) for p in range(count)])
+      scores = np.concatenate([gathered[p, i, :b - a] for p, (a, b) in enumerate(bounds)])
+      metrics = _merge_slices([r["metrics"][name] for r in reports], bounds)
       if "rows" not in metrics:  # routed components report their own mean over their rows
         metrics["mean"] = float(scores.mean()) if n else 0.0
       scored[name] = (scores.astype(np.float32), metrics)

@@ -94,6 +94,36 @@ def microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]
   return {k: split(v) for k, v in batch.items()}
 
 
+def micro_batch_count(rows: int, micro_batch_size: int, what: str) -> int:
+  """How many micro-batches of `micro_batch_size` rows `rows` makes (1 for size 0 or >= rows);
+  an error naming `what` when the size does not divide them."""
+  if not micro_batch_size or micro_batch_size >= rows:
+    return 1
+  if rows % micro_batch_size:
+    raise ValueError(f"{what}: {rows} rows do not split into micro-batches of {micro_batch_size}")
+  return rows // micro_batch_size
+
+
+def router_load_shape(graphdef, params, extra) -> tuple[int, int]:
+  """[MoE layers, routed experts] of the model's router load counts (aux["load"])."""
+  mcfg = merge(graphdef, params, extra).cfg
+  return len(mcfg.moe_layer_ids), max(mcfg.n_routed_experts, 1)
+
+
+def accumulate_gradients(micro_step, params, mbs: Mapping[str, jax.Array], load_shape: tuple[int, int]):
+  """A scan of `micro_step(mb) -> (value, router load, aux, grads)` over micro-batches `mbs`
+  ([n, ...] each, from `microbatches`): (summed values, summed grads, summed loads, aux stacked
+  [n, ...]). The losses must already carry the whole batch's normalisers."""
+  def body(carry, mb):
+    value_sum, grads, loads = carry
+    value, load, aux, g = micro_step(mb)
+    return (value_sum + value, jax.tree.map(jnp.add, grads, g), loads + load), aux
+
+  zeros = (jnp.float32(0), jax.tree.map(jnp.zeros_like, params), jnp.zeros(load_shape, jnp.float32))
+  (value, grads, loads), aux = jax.lax.scan(body, zeros, mbs)
+  return value, grads, loads, aux
+
+
 def unmicrobatch(x: jax.Array) -> jax.Array:
   """The inverse of `microbatches` for one array: [n, B/n, ...] -> [B, ...]."""
   return x.swapaxes(0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])

@@ -49,15 +49,20 @@ def test_route_matches_numpy_and_bias_only_chooses():
   assert all(len(set(g)) <= CFG.topk_group for g in groups)
 
 
-@pytest.mark.parametrize("backend,cf", [("blocks", None), ("sort", None), ("ragged", None), ("sort", 8.0)])
-def test_backends_equal_dense_oracle(backend, cf):
-  rng = np.random.default_rng(1)
-  N, D, F, E = 40, 32, 16, 8
+def _dispatch_inputs(seed: int, N: int, E: int, D: int = 32, F: int = 16):
+  """Tokens x [N, D], expert weights (wg, wu [E, D, F], wd [E, F, D]), their routing, a token mask."""
+  rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(N, D)), jnp.float32)
   wg, wu = (jnp.asarray(rng.normal(size=(E, D, F)) * 0.1, jnp.float32) for _ in range(2))
   wd = jnp.asarray(rng.normal(size=(E, F, D)) * 0.1, jnp.float32)
-  r = route(jnp.asarray(rng.normal(size=(N, E)), jnp.float32), CFG)
-  mask = jnp.asarray(rng.random(N) > 0.2)
+  cfg = CFG if E == CFG.n_routed_experts else ModelConfig(**{**CFG.__dict__, "n_routed_experts": E})
+  r = route(jnp.asarray(rng.normal(size=(N, E)), jnp.float32), cfg)
+  return x, wg, wu, wd, r, jnp.asarray(rng.random(N) > 0.2)
+
+
+@pytest.mark.parametrize("backend,cf", [("blocks", None), ("sort", None), ("ragged", None), ("sort", 8.0)])
+def test_backends_equal_dense_oracle(backend, cf):
+  x, wg, wu, wd, r, mask = _dispatch_inputs(seed=1, N=40, E=8)
   ref, _ = dispatch(x, r, wg, wu, wd, mask, backend="dense")
   out, dropped = dispatch(x, r, wg, wu, wd, mask, backend=backend, capacity_factor=cf, block=4)  # several blocks per expert
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
@@ -149,14 +154,7 @@ def test_alltoall_equals_dense_oracle_with_gradients(devices8, shape):
 
   from r1jax.parallel.mesh import make_mesh
 
-  rng = np.random.default_rng(2)
-  N, D, F, E = 64, 32, 16, 16
-  x = jnp.asarray(rng.normal(size=(N, D)), jnp.float32)
-  wg, wu = (jnp.asarray(rng.normal(size=(E, D, F)) * 0.1, jnp.float32) for _ in range(2))
-  wd = jnp.asarray(rng.normal(size=(E, F, D)) * 0.1, jnp.float32)
-  cfg = ModelConfig(**{**CFG.__dict__, "n_routed_experts": E})
-  r = route(jnp.asarray(rng.normal(size=(N, E)), jnp.float32), cfg)
-  mask = jnp.asarray(rng.random(N) > 0.2)
+  x, wg, wu, wd, r, mask = _dispatch_inputs(seed=2, N=64, E=16)
   mesh = make_mesh(shape)
   rows, w_spec = P(("data", "fsdp", "expert"), None), P("expert", None, None)
   with jax.set_mesh(mesh):

@@ -23,7 +23,7 @@ from r1jax.rewards import code_tests, registry
 from r1jax.rewards import sandbox as sandbox_lib
 from r1jax.rewards.code import CodeReward
 from r1jax.rewards.code_tests import TestCase, TestSpecError
-from tests.rewards.refused_namespaces import refuse_namespaces
+from tests.rewards.sandbox_seams import python_for_uid_drop, refuse_namespaces
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAG = uuid.uuid4().hex[:12]
@@ -418,30 +418,11 @@ def test_allowed_packages_option_lets_programs_import_them(tmp_path):
   assert out.scores[0] == 1.0
 
 
-def _unprivileged_python() -> str | None:
-  """An ELF interpreter with no directory closed to others above it (see test_sandbox)."""
-  for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-    real, parents = os.path.realpath(candidate), []
-    try:
-      with open(real, "rb") as f:
-        if f.read(4) != b"\x7fELF":
-          continue
-      path = real
-      while path != "/":
-        path = os.path.dirname(path)
-        parents.append(path)
-      if all(os.stat(d).st_mode & 0o001 for d in parents + [real]):
-        return real
-    except OSError:
-      continue
-  return None
-
-
 def test_both_test_forms_work_in_the_audit_only_fallback(tmp_path):
   limits = sandbox_lib.SandboxLimits(wall_s=3, cpu_s=2)
   mechanisms, kwargs = ("rlimits", "audit"), {}
   if os.geteuid() == 0:  # the weak modes never run programs as root: drop to the slot uid
-    python = _unprivileged_python()
+    python = python_for_uid_drop()
     if python is None:
       pytest.skip("outside r1jax: as root the no-mountns modes need an interpreter an "
                   "unprivileged uid can reach, and this host has none")

@@ -22,7 +22,7 @@ import pytest
 
 from r1jax.rewards import sandbox as sandbox_lib
 from r1jax.rewards.sandbox import Sandbox, SandboxLimits
-from tests.rewards.refused_namespaces import refuse_namespaces
+from tests.rewards.sandbox_seams import python_for_uid_drop, refuse_namespaces
 
 LIMITS = SandboxLimits(wall_s=1.5, cpu_s=1, memory_bytes=256 << 20, max_processes=16,
                        max_output_bytes=64 << 10)
@@ -103,30 +103,11 @@ def _import_attempt(dirs, names) -> str:
           "  except ImportError as e:\n    print('refused', name, type(e).__name__)\n")
 
 
-def _python_for_uid_drop() -> str | None:
-  """An interpreter (ELF, not a shim) that an unprivileged uid can reach without a private root:
-  no directory above it closed to others (e.g. a 0700 /root). None when this host has none."""
-  for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-    real = os.path.realpath(candidate)
-    try:
-      with open(real, "rb") as f:
-        if f.read(4) != b"\x7fELF":
-          continue
-      parents = [os.path.dirname(real)]
-      while parents[-1] != "/":
-        parents.append(os.path.dirname(parents[-1]))
-      if all(os.stat(d).st_mode & 0o001 for d in parents) and os.stat(real).st_mode & 0o001:
-        return real
-    except OSError:
-      continue
-  return None
-
-
 def _weak_sandbox(tmp_root, mechanisms, **kwargs) -> Sandbox:
   """An explicitly unsafe, audit-hook sandbox; as root with the uid mechanism and an interpreter
   the slot uid can reach (skips where this host has none: such a mode refuses to run as root)."""
   if os.geteuid() == 0:
-    python = _python_for_uid_drop()
+    python = python_for_uid_drop()
     if python is None:
       pytest.skip("outside r1jax: as root the no-mountns modes need an interpreter an "
                   "unprivileged uid can reach, and this host has none")
@@ -542,7 +523,7 @@ def test_unsafe_mode_never_runs_the_program_as_root(tmp_root, monkeypatch, how):
     kwargs["mechanisms"] = ("rlimits", "audit")
   else:
     kwargs["mechanisms"] = ("rlimits", "uid", "audit")
-    kwargs["python"] = _python_for_uid_drop() or sys.executable
+    kwargs["python"] = python_for_uid_drop() or sys.executable
   try:
     sb = Sandbox(LIMITS, **kwargs)
   except RuntimeError as e:  # refusing is right only where the program would run as root

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from r1jax.train.config_check import ConfigError
-from r1jax.train.pipeline import load_experiment
+from r1jax.train.pipeline import apply_overrides, load_experiment
 from r1jax.train.stages import validate
 from tests.train.test_experiment_configs import EXPERIMENTS, _fill_checkpoints
 from tests.train.test_experiment_configs import fake_checkpoint  # noqa: F401 — a fixture
@@ -17,14 +17,6 @@ CORPORA = r"known: \[[^\]]*'cold_start'[^\]]*'pretraining'"
 REWARDS = r"known: \[[^\]]*'accuracy'[^\]]*'format'"
 
 
-def _set(cfg, key: str, value) -> None:
-  *path, name = key.split(".")
-  section = cfg
-  for part in path:
-    section = section[part]
-  section[name] = value
-
-
 def _config(spec: str, ckpt: str):
   cfg = _fill_checkpoints(load_experiment(spec, EXPERIMENTS), ckpt)
   validate(cfg)  # the preset itself is valid
@@ -33,7 +25,7 @@ def _config(spec: str, ckpt: str):
 
 def _assert_named(spec, ckpt, key, value, message):
   cfg = _config(spec, ckpt)
-  _set(cfg, key, value)
+  apply_overrides(cfg, {key: value}, "test")
   with pytest.raises(ConfigError, match=message) as e:
     validate(cfg)
   assert str(e.value).startswith("config."), str(e.value)
@@ -65,11 +57,6 @@ GRPO_CASES = [
 ]
 
 
-@pytest.mark.parametrize("key,value,message", GRPO_CASES, ids=[f"{c[0]}={c[1]}" for c in GRPO_CASES])
-def test_grpo_registry_names(fake_checkpoint, key, value, message):
-  _assert_named("r1_zero.py:tiny", fake_checkpoint, key, value, message)
-
-
 SFT_CASES = [
     ("data.template.name", "r2", r"^config\.data\.template\.name: unknown template 'r2'; " + TEMPLATES),
     ("data.corpus", "cold_strat", r"^config\.data\.corpus: unknown corpus 'cold_strat'; " + CORPORA),
@@ -77,11 +64,6 @@ SFT_CASES = [
     ("model.preset", "gpt-9", r"^config\.model\.preset: unknown preset 'gpt-9'"),
     ("tokenizer.train_corpus", "pretrain", r"^config\.tokenizer\.train_corpus: unknown corpus 'pretrain'"),
 ]
-
-
-@pytest.mark.parametrize("key,value,message", SFT_CASES, ids=[f"{c[0]}={c[1]}" for c in SFT_CASES])
-def test_sft_registry_names(fake_checkpoint, key, value, message):
-  _assert_named("cold_start.py:tiny", fake_checkpoint, key, value, message)
 
 
 REJECTION_CASES = [
@@ -93,21 +75,11 @@ REJECTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("key,value,message", REJECTION_CASES, ids=[f"{c[0]}={c[1]}" for c in REJECTION_CASES])
-def test_rejection_registry_names(fake_checkpoint, key, value, message):
-  _assert_named("rejection_sft.py:tiny", fake_checkpoint, key, value, message)
-
-
 EVALUATE_CASES = [
     ("eval.tasks", "countdown,gsm8kk", r"^config\.eval\.tasks: unknown task 'gsm8kk'; " + TASKS),
     ("eval.tasks", " , ", r"^config\.eval\.tasks: name at least one task"),
     ("data.template.name", "r1_zer0", r"^config\.data\.template\.name: unknown template 'r1_zer0'; " + TEMPLATES),
 ]
-
-
-@pytest.mark.parametrize("key,value,message", EVALUATE_CASES, ids=[f"{c[0]}={c[1]}" for c in EVALUATE_CASES])
-def test_evaluate_registry_names(fake_checkpoint, key, value, message):
-  _assert_named("evaluate.py:tiny", fake_checkpoint, key, value, message)
 
 
 RM_CASES = [
@@ -118,9 +90,17 @@ RM_CASES = [
 ]
 
 
-@pytest.mark.parametrize("key,value,message", RM_CASES, ids=[f"{c[0]}={c[1]}" for c in RM_CASES])
-def test_reward_model_registry_names(fake_checkpoint, key, value, message):
-  _assert_named("reward_model.py:tiny", fake_checkpoint, key, value, message)
+# Every stage kind's registry names, checked by `validate` (one table per experiment config).
+CASES = [(spec, *case) for spec, cases in (("r1_zero.py:tiny", GRPO_CASES), ("cold_start.py:tiny", SFT_CASES),
+                                          ("rejection_sft.py:tiny", REJECTION_CASES),
+                                          ("evaluate.py:tiny", EVALUATE_CASES),
+                                          ("reward_model.py:tiny", RM_CASES))
+         for case in cases]
+
+
+@pytest.mark.parametrize("spec,key,value,message", CASES, ids=[f"{c[0]}:{c[1]}={c[2]}" for c in CASES])
+def test_registry_names_are_checked_at_validation(fake_checkpoint, spec, key, value, message):
+  _assert_named(spec, fake_checkpoint, key, value, message)
 
 
 def test_malformed_template_shots_are_a_config_error(fake_checkpoint):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from r1jax.data.tokenizer import HFTokenizer, copy_tokenizer_files, load_tokenizer
-from r1jax.train.pipeline import load_experiment
+from r1jax.train.pipeline import apply_overrides, load_experiment
 from r1jax.train.stages import run_stage
 from tests.data.conftest import hf_tokenizer_dir  # noqa: F401  (the session fixture)
 
@@ -30,12 +30,7 @@ def _sft(workdir, **fields):
   cfg = load_experiment("cold_start.py:tiny", os.path.join(ROOT, "experiments"))
   cfg.train.steps, cfg.train.log_every, cfg.train.checkpoint_every, cfg.train.progress = 1, 1, 1, False
   cfg.data.batch_size, cfg.data.seq_len, cfg.data.corpus_size = 8, 256, 16
-  for key, value in fields.items():  # "model.init_from" -> cfg.model.init_from
-    *path, leaf = key.split(".")
-    node = cfg
-    for part in path:
-      node = node[part]
-    node[leaf] = value
+  apply_overrides(cfg, fields, "test")
   run_stage(cfg, workdir)
   return os.path.join(workdir, "final")
 

@@ -43,8 +43,8 @@ def mix_with_non_reasoning(reasoning_rows: Sequence[dict], non_reasoning_rows: S
   return [mixed[int(i)] for i in order]
 
 
-def _json_row(row: Mapping[str, Any]) -> str:
-  return json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False)
+def _without_locations(row: Mapping[str, Any]) -> dict[str, Any]:
+  return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 def write_dataset(rows: Sequence[Mapping[str, Any]], path: str, fmt: str = "jsonl") -> int:
@@ -54,7 +54,7 @@ def write_dataset(rows: Sequence[Mapping[str, Any]], path: str, fmt: str = "json
   if fmt not in FORMATS:
     raise ValueError(f"write_dataset: fmt must be one of {FORMATS}, got {fmt!r}")
   if fmt == "jsonl":
-    return write_jsonl(({k: v for k, v in row.items() if not k.startswith("_")} for row in rows), path)
+    return write_jsonl((_without_locations(row) for row in rows), path)
   from array_record.python.array_record_module import ArrayRecordWriter
 
   with tempfile.TemporaryDirectory(prefix="r1jax-arrayrecord-") as tmp:
@@ -62,7 +62,7 @@ def write_dataset(rows: Sequence[Mapping[str, Any]], path: str, fmt: str = "json
     writer = ArrayRecordWriter(local, "group_size:1")
     try:
       for row in rows:
-        writer.write(_json_row(row).encode("utf-8"))
+        writer.write(json.dumps(_without_locations(row), ensure_ascii=False).encode("utf-8"))
     finally:
       writer.close()
     fs.write_bytes(path, fs.read_bytes(local))

@@ -1,5 +1,9 @@
-"""A kernel that refuses unshare(2), for the sandbox and code-reward tests."""
+"""Test seams shared by the sandbox and code-reward tests: a kernel that refuses unshare(2), and
+an interpreter an unprivileged uid can reach."""
 from __future__ import annotations
+
+import os
+import sys
 
 from r1jax.rewards import sandbox as sandbox_lib
 
@@ -22,3 +26,22 @@ def refuse_namespaces(monkeypatch) -> list[dict]:
 
   monkeypatch.setattr(sandbox_lib.Sandbox, "_run", run)
   return ran
+
+
+def python_for_uid_drop() -> str | None:
+  """An interpreter (ELF, not a shim) that an unprivileged uid can reach without a private root:
+  no directory above it closed to others (e.g. a 0700 /root). None when this host has none."""
+  for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+    real = os.path.realpath(candidate)
+    try:
+      with open(real, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+          continue
+      parents = [os.path.dirname(real)]
+      while parents[-1] != "/":
+        parents.append(os.path.dirname(parents[-1]))
+      if all(os.stat(d).st_mode & 0o001 for d in parents) and os.stat(real).st_mode & 0o001:
+        return real
+    except OSError:
+      continue
+  return None
