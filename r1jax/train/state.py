@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from r1jax.models.moe import update_router_bias
 
@@ -54,8 +55,23 @@ def make_optimizer(c: Mapping[str, Any]) -> optax.GradientTransformation:
   )
 
 
+def optimizer_shardings(tx: optax.GradientTransformation, params):
+  """Shardings of `tx.init(params)`: every params-shaped leaf (Adam's mu, nu) on its parameter's
+  sharding, the rest (step counts) replicated. Without this, jit places the zeros of the optimizer
+  state wherever it likes (one device): the state is built from no input data."""
+  leaves = jax.tree.leaves(params)
+  named = [x.sharding for x in leaves if isinstance(getattr(x, "sharding", None), NamedSharding)]
+  if not named:
+    return None
+  replicated = NamedSharding(named[0].mesh, P())
+  shardings = jax.tree.map(lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else replicated, params)
+  abstract = jax.eval_shape(tx.init, params)
+  return optax.tree_map_params(tx, lambda _, s: s, abstract, shardings,
+                               transform_non_params=lambda _: replicated)
+
+
 def init_train_state(params, extra, tx: optax.GradientTransformation, seed: int = 0) -> TrainState:
-  opt_state = jax.jit(tx.init)(params)  # jit keeps the optimizer state on the parameters' shardings
+  opt_state = jax.jit(tx.init, out_shardings=optimizer_shardings(tx, params))(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, extra=extra, opt_state=opt_state,
                     rng=jax.random.key_data(jax.random.key(seed)))
 
