@@ -15,6 +15,9 @@ Every source *prescans* its file when built: each row is decoded and checked aga
 A file that cannot be read at all (a truncated or non-Parquet file) is a `DataError` naming it.
 
 A record is a dict of canonical fields plus `_loc` ("file:line") and `id` (default: `_loc`).
+
+`iter_rows` reads JSONL, Parquet or CSV rows as they are, with no schema and no skipping, for
+readers with their own column layouts (the evaluation benchmarks, data/benchmarks/).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import grain
 import numpy as np
@@ -210,26 +213,89 @@ class ParquetSource(_ValidatedRecords):
   """A Parquet file, read once into columns (the canonical fields only); 'line' = row number."""
 
   def __init__(self, path: str, spec: DatasetSpec):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     self.path, self.spec = os.fspath(path), spec
     wanted = {spec.source_field(n) for n in
               ("prompt", "answer", "response", "messages", "text", "chosen", "rejected", "label",
                "task", "language", "id")}
-    try:  # a truncated or non-Parquet file: pyarrow's message alone does not name it
-      schema = pq.read_schema(self.path)
-      columns = [c for c in schema.names if c in wanted]
-      table = pq.read_table(self.path, columns=columns)
-      data = {c: table.column(c).to_pylist() for c in columns}
-    except (pa.ArrowException, OSError) as e:
-      raise DataError(f"{self.path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
-    self._validate(self.path, spec, ((f"{self.path}:row {row + 1}",
-                                      {c: data[c][row] for c in columns if data[c][row] is not None})
-                                     for row in range(table.num_rows)))
+    self._validate(self.path, spec, _parquet_rows(self.path, wanted))
 
   def __repr__(self) -> str:
     return f"ParquetSource({self.path!r}, {len(self)} records)"
+
+
+def _parquet_rows(path: str, wanted: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+  """("file:row N", {column: value}) per row of a Parquet file, null cells left out; only the
+  `wanted` columns (all when None). An unreadable file is a DataError naming it."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  try:  # a truncated or non-Parquet file: pyarrow's message alone does not name it
+    schema = pq.read_schema(path)
+    keep = None if wanted is None else set(wanted)
+    columns = [c for c in schema.names if keep is None or c in keep]
+    table = pq.read_table(path, columns=columns)
+    data = {c: table.column(c).to_pylist() for c in columns}
+  except (pa.ArrowException, OSError) as e:
+    raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
+  for row in range(table.num_rows):
+    yield f"{path}:row {row + 1}", {c: data[c][row] for c in columns if data[c][row] is not None}
+
+
+ROW_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+               ".csv": "csv"}
+
+
+def iter_rows(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+  """("file:line", raw row) for every row of a JSONL, Parquet or CSV file, in file order, with no
+  schema: for readers that must see every row (a benchmark is not a benchmark with rows skipped),
+  so a row that is not a JSON object is a DataError naming file:line, never a skip."""
+  path = os.fspath(path)
+  fmt = next((f for suffix, f in ROW_FORMATS.items() if path.lower().endswith(suffix)), None)
+  if fmt is None:
+    raise DataError(f"{path}: cannot tell the format from the name (expected one of {sorted(ROW_FORMATS)})")
+  if not fs.exists(path):
+    raise FileNotFoundError(f"{path} does not exist")
+  if fmt == "parquet":
+    yield from _parquet_rows(path)
+  elif fmt == "csv":
+    yield from _csv_rows(path)
+  else:
+    with fs.open_file(path, "rb") as f:
+      for lineno, raw in enumerate(f, start=1):
+        if not raw.strip():
+          continue
+        parsed = _parse_json_line(raw)
+        if isinstance(parsed, str):
+          raise DataError(f"{path}:{lineno}: {parsed}")
+        if not isinstance(parsed, dict):
+          raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(parsed).__name__}")
+        yield f"{path}:{lineno}", parsed
+
+
+def _csv_rows(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+  """CSV with a header row (quoted fields may span lines; the location is the record's first
+  line); empty cells are left out, as Parquet nulls are."""
+  import csv
+  import io
+
+  try:
+    text = fs.read_bytes(path).decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start})") from e
+  reader = csv.reader(io.StringIO(text, newline=""))
+  try:
+    header = next(reader, None)
+    if header is None:
+      raise DataError(f"{path}: empty CSV file (no header row)")
+    start = reader.line_num + 1
+    for cells in reader:
+      if any(c.strip() for c in cells):
+        if len(cells) != len(header):
+          raise DataError(f"{path}:{start}: {len(cells)} fields, the header has {len(header)}")
+        yield f"{path}:{start}", {h: c for h, c in zip(header, cells) if c != ""}
+      start = reader.line_num + 1
+  except csv.Error as e:
+    raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from e
 
 
 class ArrayRecordSource(grain.sources.RandomAccessDataSource):

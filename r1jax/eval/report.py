@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from r1jax.eval import metrics
 
 FORMAT = "r1jax.eval/v1"
 MISSING = "–"
+TABLE_METRICS = ("pass@1", "cons@k", "format", "mean length")  # and pass@<k>
 
 
 @dataclasses.dataclass
@@ -44,6 +46,7 @@ class EvalResult:
   pass_at_1_stderr: float | None = None
   format_rate: float | None = None  # fraction of samples in the checkpoint's output format
   per_problem: list[float] | None = None  # pass@1 of each problem, in benchmark order (paired tests)
+  cons_at_k_stderr: float | None = None
 
   def __post_init__(self):
     where = f"EvalResult({self.benchmark!r}, {self.label!r})"
@@ -62,7 +65,7 @@ class EvalResult:
     self.pass_at_1 = _fraction(where, "pass_at_1", self.pass_at_1)
     if self.per_problem is not None:
       self.per_problem = [_fraction(where, f"per_problem[{i}]", v) for i, v in enumerate(self.per_problem)]
-    for name in ("pass_at_1_stderr", "format_rate"):
+    for name in ("pass_at_1_stderr", "format_rate", "cons_at_k_stderr"):
       if getattr(self, name) is not None:
         setattr(self, name, _fraction(where, name, getattr(self, name)))
     if self.cons_at_k is not None:
@@ -141,12 +144,15 @@ def result_from_samples(benchmark: str, label: str, correct: Any, *,
   if (answers is None) != (gold is None):
     raise ValueError(f"result_from_samples({benchmark!r}, {label!r}): cons@k needs both "
                      f"answers and gold")
-  cons = None
+  cons = cons_stderr = None
   if answers is not None:
     if len(answers) != num_problems or any(len(a) != k for a in answers):
       raise ValueError(f"result_from_samples({benchmark!r}, {label!r}): answers must be "
                        f"{num_problems} lists of {k}, like correct")
-    cons = metrics.cons_at_k(answers, gold, equivalent=equivalent, is_correct=is_correct)
+    if num_problems == 0:
+      raise ValueError("cons_at_k: no problems given")
+    per_problem = metrics.consensus_correct(answers, gold, equivalent=equivalent, is_correct=is_correct)
+    cons, cons_stderr = float(np.mean(per_problem)), metrics.standard_error(per_problem)
   ks = sorted({1, k} if ks is None else {int(x) for x in ks})
   mean_length = None
   if lengths is not None:
@@ -155,7 +161,7 @@ def result_from_samples(benchmark: str, label: str, correct: Any, *,
                     pass_at_1=metrics.pass_at_1_mean(correct), num_problems=num_problems, k=k,
                     pass_at_1_stderr=metrics.pass_at_1_stderr(correct),
                     per_problem=np.asarray(correct, np.float64).mean(axis=1).tolist(),
-                    cons_at_k=cons, pass_at_k=metrics.mean_pass_at_k(correct, ks),
+                    cons_at_k=cons, cons_at_k_stderr=cons_stderr, pass_at_k=metrics.mean_pass_at_k(correct, ks),
                     mean_length=mean_length, **fields)
 
 
@@ -212,25 +218,50 @@ def _percent(value: float | None) -> str:
   return MISSING if value is None else f"{100.0 * value:.1f}"
 
 
-def _pass_at_1_cell(r: EvalResult | None) -> str:
+def _with_stderr(value: float | None, stderr: float | None) -> str:
   """"57.4 ± 3.1" (one standard error over problems) when the error is known."""
-  if r is None:
-    return MISSING
-  if r.pass_at_1_stderr is None:
-    return _percent(r.pass_at_1)
-  return f"{_percent(r.pass_at_1)} ± {_percent(r.pass_at_1_stderr)}"
+  if value is None or stderr is None:
+    return _percent(value)
+  return f"{_percent(value)} ± {_percent(stderr)}"
+
+
+def _metric_rows(column: Sequence[EvalResult | None], include_pass_at_k: bool,
+                 include_length: bool) -> list[tuple[str, str, list[str]]]:
+  """(metric, row name, cells) of one benchmark: metric is "pass@1", "cons@k", "pass@<k>",
+  "format" or "mean length"; the row name spells out k ("cons@64")."""
+  present = [r for r in column if r is not None]
+  rows = [("pass@1", "pass@1", [MISSING if r is None else _with_stderr(r.pass_at_1, r.pass_at_1_stderr)
+                                for r in column])]
+  for k in sorted({r.k for r in present if r.cons_at_k is not None}):
+    rows.append(("cons@k", f"cons@{k}", [
+        _with_stderr(r.cons_at_k, r.cons_at_k_stderr) if r is not None and r.k == k else MISSING
+        for r in column]))
+  if include_pass_at_k:
+    for k in sorted({kk for r in present for kk in r.pass_at_k if kk > 1}):
+      rows.append((f"pass@{k}", f"pass@{k}", [
+          _percent(r.pass_at_k.get(k) if r is not None else None) for r in column]))
+  if any(r.format_rate is not None for r in present):
+    rows.append(("format", "format", [_percent(r.format_rate if r is not None else None) for r in column]))
+  if include_length and any(r.mean_length is not None for r in present):
+    rows.append(("mean length", "mean length", [
+        MISSING if r is None or r.mean_length is None else f"{r.mean_length:.0f}" for r in column]))
+  return rows
 
 
 def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None = None, *,
-                   include_pass_at_k: bool = True, include_length: bool = False) -> str:
+                   include_pass_at_k: bool = True, include_length: bool = False,
+                   metrics: Mapping[str, Sequence[str]] | None = None,
+                   names: Mapping[str, str] | None = None) -> str:
   """A Markdown table: one row per (benchmark, metric), one column per checkpoint/stage.
 
   Columns follow `labels` (default: order of first appearance in `results`). Rows, per
   benchmark in order of first appearance: "(pass@1)", "(cons@k)" for each k evaluated,
   "(pass@k)" for each k > 1 reported, "(format)" where measured, and, with include_length,
-  "(mean length)" in tokens.
-  Values are percentages with one decimal, pass@1 with "± one standard error" over problems where
-  known; missing entries are "–".
+  "(mean length)" in tokens. `metrics` ({benchmark: ["pass@1", "cons@k", ...]}) keeps only those
+  rows of a benchmark, in that order (the paper's Table 3: AIME pass@1 and cons@64, the others
+  pass@1); `names` ({benchmark: "AIME 2024"}) is the name a row shows.
+  Values are percentages with one decimal, pass@1 and cons@k with "± one standard error" over
+  problems where known; missing entries are "–".
   """
   if not results:
     raise ValueError("markdown_table: no results")
@@ -254,24 +285,18 @@ def markdown_table(results: Sequence[EvalResult], labels: Sequence[str] | None =
     if unknown:
       raise ValueError(f"markdown_table: labels {unknown} have no results; known: {seen_labels}")
 
+  for bench, wanted in (metrics or {}).items():
+    bad = [m for m in wanted if m not in TABLE_METRICS and not re.fullmatch(r"pass@[1-9][0-9]*", m)]
+    if bad:
+      raise ValueError(f"markdown_table: metrics[{bench!r}] names unknown metrics {bad}; known: "
+                       f"{list(TABLE_METRICS)} and pass@<k>")
   rows: list[list[str]] = []
   for bench in benchmarks:
-    column = [cells.get((bench, label)) for label in labels]
-    present = [r for r in column if r is not None]
-    rows.append([f"{bench} (pass@1)"] + [_pass_at_1_cell(r) for r in column])
-    for k in sorted({r.k for r in present if r.cons_at_k is not None}):
-      rows.append([f"{bench} (cons@{k})"] + [
-          _percent(r.cons_at_k if r is not None and r.k == k else None) for r in column])
-    if include_pass_at_k:
-      for k in sorted({kk for r in present for kk in r.pass_at_k if kk > 1}):
-        rows.append([f"{bench} (pass@{k})"] + [
-            _percent(r.pass_at_k.get(k) if r is not None else None) for r in column])
-    if any(r.format_rate is not None for r in present):
-      rows.append([f"{bench} (format)"] + [_percent(r.format_rate if r is not None else None) for r in column])
-    if include_length and any(r.mean_length is not None for r in present):
-      rows.append([f"{bench} (mean length)"] + [
-          MISSING if r is None or r.mean_length is None else f"{r.mean_length:.0f}"
-          for r in column])
+    title = (names or {}).get(bench, bench)
+    by_metric = {metric: (name, row) for metric, name, row in
+                 _metric_rows([cells.get((bench, label)) for label in labels], include_pass_at_k, include_length)}
+    wanted = list(by_metric) if metrics is None or bench not in metrics else list(metrics[bench])
+    rows += [[f"{title} ({by_metric[m][0]})"] + by_metric[m][1] for m in wanted if m in by_metric]
 
   header = ["Benchmark (Metric)"] + list(labels)
   lines = ["| " + " | ".join(_cell(h) for h in header) + " |",

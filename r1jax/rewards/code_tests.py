@@ -7,8 +7,10 @@ store tests as text):
   {"inputs": [...], "outputs": [...], "fn_name"?: ...}                  APPS-style parallel lists
   [test, ...]                                                           a bare list of tests
 A call test may carry its own "fn_name" and "kwargs"; "input"/"output" are accepted for
-"stdin"/"stdout". Stdout matches when the lines agree after stripping trailing whitespace from each
-line and dropping trailing blank lines. A call test passes when the returned value, sent back as
+"stdin"/"stdout". A call spec may give a "prelude": code run in the solution's module before it
+(benchmarks whose judges provide imports, e.g. `from typing import *` for LeetCode's annotations).
+Stdout matches when the lines agree after stripping trailing whitespace from each line and
+dropping trailing blank lines. A call test passes when the returned value, sent back as
 JSON (tuples become lists, sets sorted lists), equals "expected" (floats to 1e-6 relative).
 A call-based solution is a module defining the function (or a `Solution` class with that method);
 its own prints are discarded and its `if __name__ == "__main__":` block does not run.
@@ -41,6 +43,8 @@ def _main():
   real_stdout = sys.stdout
   sys.stdout = open(os.devnull, "w")
   namespace = {"__name__": "__solution__", "__builtins__": __builtins__}
+  if call.get("prelude"):
+    exec(compile(call["prelude"], "prelude.py", "exec"), namespace)
   with open("main.py", "rb") as f:
     exec(compile(f.read(), "main.py", "exec"), namespace)
   fn = namespace.get(call["fn_name"])
@@ -74,6 +78,7 @@ class TestCase:
   args: tuple = ()
   kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   expected: Any = None
+  prelude: str = ""                     # call tests: code run in the solution's module before it
 
   @property
   def is_call(self) -> bool:
@@ -81,7 +86,7 @@ class TestCase:
 
   def key(self) -> str:
     if self.is_call:
-      return json.dumps(["call", self.fn_name, list(self.args), self.kwargs, self.expected])
+      return json.dumps(["call", self.fn_name, list(self.args), self.kwargs, self.expected, self.prelude])
     return json.dumps(["stdio", self.stdin, self.expected_stdout])
 
 
@@ -133,9 +138,13 @@ def parse_tests(spec: Any, where: str = "answer") -> list[TestCase]:
       spec = json.loads(spec)
     except ValueError as e:
       raise TestSpecError(f"{where}: test spec is a string but not JSON: {e}") from e
-  fn_name = None
+  fn_name, prelude = None, ""
   if isinstance(spec, Mapping):
-    fn_name = spec.get("fn_name")
+    fn_name, prelude = spec.get("fn_name"), spec.get("prelude", "")
+    if not isinstance(prelude, str):
+      raise TestSpecError(f"{where}.prelude: must be a str, got {type(prelude).__name__}")
+    if prelude and fn_name is None:
+      raise TestSpecError(f"{where}.prelude: only call tests (with fn_name) take a prelude")
     if "tests" in spec:
       tests = spec["tests"]
     elif "inputs" in spec and "outputs" in spec:
@@ -154,7 +163,8 @@ def parse_tests(spec: Any, where: str = "answer") -> list[TestCase]:
     raise TestSpecError(f"{where}: no tests (got {type(spec).__name__})")
   if not isinstance(tests, (list, tuple)) or not tests:
     raise TestSpecError(f"{where}.tests: must be a non-empty list")
-  return [_parse_one(t, fn_name, f"{where}.tests[{j}]") for j, t in enumerate(tests)]
+  parsed = [_parse_one(t, fn_name, f"{where}.tests[{j}]") for j, t in enumerate(tests)]
+  return [dataclasses.replace(t, prelude=prelude) for t in parsed] if prelude else parsed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,6 +219,7 @@ def judge(test: TestCase, result: sandbox_lib.RunResult) -> str:
 def run_request(code: str, test: TestCase) -> tuple[dict[str, str], str, str]:
   """(files, stdin, entry) for `Sandbox.run`."""
   if test.is_call:
-    call = {"fn_name": test.fn_name, "args": list(test.args), "kwargs": dict(test.kwargs)}
+    call = {"fn_name": test.fn_name, "args": list(test.args), "kwargs": dict(test.kwargs),
+            "prelude": test.prelude}
     return {"main.py": code, "harness.py": _CALL_HARNESS}, json.dumps(call), "harness.py"
   return {"main.py": code}, test.stdin, "main.py"

@@ -157,6 +157,14 @@ class AccuracyReward:
       self._built[name] = registry.build(name, **self.options.get(name, {}))
     return self._built[name]
 
+  def prepare(self, tasks: Sequence[str]) -> None:
+    """Builds the reward of each task now: evaluation then fails at start, naming the task, when
+    one has no reward or its reward cannot be built (no sandbox), not with zero scores later."""
+    for task in tasks:
+      if self._verifier(task) is None:
+        raise KeyError(f"accuracy reward: no reward grades task {task!r} (it routes to "
+                       f"{self.routes.target(task)!r}); known rewards: {registry.available()}")
+
   def __call__(self, completions: Sequence[Any], answers: Sequence[Any] | None = None,
                metadata: Sequence[Mapping[str, Any]] | None = None) -> RewardOutput:
     completions, answers, metadata = _normalize_batch(completions, answers, metadata)

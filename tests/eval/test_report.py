@@ -101,6 +101,7 @@ def test_result_from_samples_matches_direct_formulas():
     ones, twos = row.sum(), (~row).sum()
     expected_cons.append(ones > twos or (ones == twos and row[0]))
   assert result.cons_at_k == pytest.approx(np.mean(expected_cons))
+  assert result.cons_at_k_stderr == pytest.approx(np.std(expected_cons, ddof=1) / np.sqrt(6))
   assert result.mean_length == pytest.approx(lengths.mean())
   assert (result.num_problems, result.k) == (6, 4)
   with pytest.raises(ValueError, match="both answers and gold"):
@@ -134,6 +135,31 @@ def test_markdown_table_structure_and_formatting():
   for cells in rows.values():
     for cell in cells:
       assert cell == "–" or (float(cell) >= 0 and len(cell.split(".")[1]) == 1)
+
+
+def test_markdown_table_selected_metrics_names_and_errors_of_cons():
+  """The paper's Table 3: chosen rows per benchmark, display names, pass@1 and cons@k ± SE."""
+  results = [_result("aime2024", "r1", pass_at_1=0.25, pass_at_1_stderr=0.125, cons_at_k=0.5,
+                     cons_at_k_stderr=0.1, k=64, pass_at_k={64: 0.9}),
+             _result("aime2024", "base", pass_at_1=0.1, pass_at_1_stderr=0.05, cons_at_k=0.2, k=64, pass_at_k={}),
+             _result("livecodebench", "r1", pass_at_1=0.4, pass_at_1_stderr=0.02, cons_at_k=None, k=8,
+                     pass_at_k={8: 0.6}, format_rate=1.0)]
+  table = report.markdown_table(results, labels=["base", "r1"], metrics={
+      "aime2024": ["pass@1", "cons@k"], "livecodebench": ["pass@1", "cons@k"]},
+      names={"aime2024": "AIME 2024", "livecodebench": "LiveCodeBench"})
+  rows = [_split_row(line) for line in table.strip().split("\n")[2:]]
+  assert rows == [["AIME 2024 (pass@1)", "10.0 ± 5.0", "25.0 ± 12.5"],
+                  ["AIME 2024 (cons@64)", "20.0", "50.0 ± 10.0"],
+                  ["LiveCodeBench (pass@1)", "–", "40.0 ± 2.0"]]  # no cons@k measured: no row
+  # Benchmarks that `metrics` does not name keep every row.
+  full = report.markdown_table(results, metrics={"aime2024": ["pass@64"]})
+  assert [_split_row(line)[0] for line in full.strip().split("\n")[2:]] == [
+      "aime2024 (pass@64)", "livecodebench (pass@1)", "livecodebench (pass@8)", "livecodebench (format)"]
+  with pytest.raises(ValueError, match=r"metrics\['aime2024'\] names unknown metrics \['cons@64'\]"):
+    report.markdown_table(results, metrics={"aime2024": ["cons@64"]})
+  with pytest.raises(ValueError, match="cons_at_k_stderr must be a fraction"):
+    _result(cons_at_k_stderr=1.5)
+  assert EvalResult.from_dict(results[0].to_dict()) == results[0]
 
 
 def test_markdown_table_default_order_options_and_errors():

@@ -68,6 +68,8 @@ def _fill_checkpoints(cfg, ckpt: str):
   dirs, data files); stand-ins let validation check everything else."""
   if cfg.kind == "evaluate" and not cfg.checkpoints:
     cfg.checkpoints = f"a={ckpt}"
+  if cfg.kind == "evaluate" and not cfg.eval.tasks and not cfg.eval.benchmarks:
+    cfg.eval.benchmarks = f"aime2024={os.path.join(ckpt, 'data.jsonl')}"  # the paper preset: files to give
   if "model" in cfg and not cfg.model.get("init_from") and not cfg.model.get("preset"):
     cfg.model.init_from = ckpt
   for opts in (cfg.rewards.get("options", {}) or {}).values() if "rewards" in cfg else ():

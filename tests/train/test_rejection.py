@@ -14,8 +14,6 @@ import json
 import math
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -24,12 +22,11 @@ from r1jax.data import templates
 from r1jax.data.records import DatasetSpec
 from r1jax.data.sources import open_source
 from r1jax.data.tasks import corpora
-from r1jax.models.config import ModelConfig
-from r1jax.models.transformer import Transformer
 from r1jax.rewards.registry import RewardOutput, register_verifier
 from r1jax.sampling import Sampler
 from r1jax.train import rejection
 from r1jax.train.rejection import FilterConfig, filter_reasons, mix_with_non_reasoning, select_samples, write_dataset
+from tests.train.tiny_models import random_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARITY_REWARD = "test_rejection_parity"
@@ -232,24 +229,9 @@ def tokenizer():
   return train_sentencepiece(lines, vocab_size=400)
 
 
-def _random_model(vocab_size: int, seed: int = 0) -> Transformer:
-  """N(0, 0.2) weights drawn with NumPy (jax.random init of tiny models compiles slowly on CPU)."""
-  cfg = ModelConfig(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
-                    qkv_bias=True, max_position_embeddings=512)
-  rng = np.random.default_rng(seed)
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
-
-  def draw(path, x):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    v = 1.0 + 0.1 * rng.standard_normal(x.shape) if "norm" in name else 0.2 * rng.standard_normal(x.shape)
-    return jnp.asarray(v.astype(x.dtype))
-
-  return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(draw, abstract))
-
-
 @pytest.fixture(scope="module")
 def model(tokenizer):
-  return _random_model(tokenizer.vocab_size)
+  return random_model(tokenizer.vocab_size)
 
 
 def _parity(text: str) -> bool:
