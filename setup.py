@@ -3,7 +3,7 @@
 Versions tested (CPU, Python 3.11.7, 2026-11): jax/jaxlib 0.10.2, flax 0.12.8, optax 0.2.8,
 orbax-checkpoint 0.12.8, grain 0.2.18, ml-collections 1.1.0, sentencepiece 0.2.3,
 tokenizers 0.23.3, safetensors 0.8.0, math-verify 0.9.0, torch 2.13.0+cpu, transformers 5.23.0,
-etils 1.15.0, fsspec 2026.9.0.
+etils 1.15.0, fsspec 2026.9.0, jinja2 3.1.6.
 """
 from setuptools import find_packages, setup
 
@@ -22,6 +22,7 @@ INSTALL = [
     "ml_dtypes",  # bf16 / fp8 safetensors
     "sentencepiece>=0.2",
     "tokenizers>=0.21",
+    "jinja2>=3.1.6",  # tokenizers' own chat templates (r1jax.data.jinja_chat)
     "safetensors>=0.5",
     "math-verify>=0.9",
     "tensorboard",

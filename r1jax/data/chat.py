@@ -1,14 +1,18 @@
-"""Explicit chat formats (ChatML/Qwen, DeepSeek, Llama-3, plain), selectable by name.
+"""Built-in chat formats (ChatML/Qwen, DeepSeek, Llama-3, plain), selectable by name.
 
 A conversation renders to a list of `Segment`s: text plus whether the model is trained on it.
 Tokenizing segment by segment lets SFT put the loss on assistant turns only (the turn-end marker
-included, so the model learns to stop). The formats are written out here, not read from a jinja
-`chat_template`, so they are testable and need no optional dependency:
+included, so the model learns to stop). The built-ins are written out here, for tokenizers that
+carry no chat template (the CPU demo's) and for runs that want a fixed format:
 
   chatml   <|im_start|>user\\n{u}<|im_end|>\\n<|im_start|>assistant\\n{a}<|im_end|>\\n
   deepseek <｜begin▁of▁sentence｜>{system}<｜User｜>{u}<｜Assistant｜>{a}<｜end▁of▁sentence｜>
   llama3   <|begin_of_text|><|start_header_id|>user<|end_header_id|>\\n\\n{u}<|eot_id|>...
   plain    User: {u}\\nAssistant: {a}<eos>\\n   (for tokenizers without chat markers: the demo's)
+
+Two more names select by tokenizer (`templates.PromptTemplate.chat_form`): "tokenizer" renders the
+tokenizer's own Jinja `chat_template` (`jinja_chat.py`; an error if it has none) and "auto" does
+so when it has one, else uses the built-in its marker tokens suggest (`Tokenizer.chat_style`).
 """
 from __future__ import annotations
 
@@ -58,6 +62,11 @@ CHAT_FORMATS: dict[str, ChatFormat] = {
 }
 
 
+# Names that render with the tokenizer's own chat template (see the module docstring).
+TOKENIZER_FORMATS = ("auto", "tokenizer")
+CHAT_FORMAT_NAMES = (*CHAT_FORMATS, *TOKENIZER_FORMATS)
+
+
 def get_chat_format(name: str) -> ChatFormat:
   if name not in CHAT_FORMATS:
     raise KeyError(f"unknown chat format {name!r}; known: {sorted(CHAT_FORMATS)}")
@@ -104,7 +113,7 @@ def render_chat(messages: Sequence[Mapping[str, str]], fmt: str | ChatFormat = "
         segs.append(Segment(f.after_assistant))
   if add_generation_prompt:
     segs.append(Segment(f.assistant_prefix + generation_prefix))
-  return _merge_untrainable(segs)
+  return merge_untrainable(segs)
 
 
 def chat_text(messages: Sequence[Mapping[str, str]], fmt: str | ChatFormat = "chatml",
@@ -115,7 +124,7 @@ def chat_text(messages: Sequence[Mapping[str, str]], fmt: str | ChatFormat = "ch
   return "".join(s.text + (eos_text if s.append_eos else "") for s in segs)
 
 
-def _merge_untrainable(segs: list[Segment]) -> list[Segment]:
+def merge_untrainable(segs: list[Segment]) -> list[Segment]:
   """Joins neighbouring untrainable segments, so BPE sees them as one text."""
   out: list[Segment] = []
   for s in segs:

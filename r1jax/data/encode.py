@@ -1,7 +1,8 @@
 """Canonical records -> token-level examples (pure functions; the pipelines map them).
 
 SFT example (1-D int32 arrays of one length n <= seq_len):
-  tokens     the input ids (BOS, prompt, response, EOS / turn end)
+  tokens     the input ids (BOS, prompt, response, EOS / turn end; a tokenizer's own chat
+             template writes its BOS itself, see `template_ids`)
   targets    tokens shifted left by one (the next token; 0 after the last one)
   loss_mask  1 where the *target* is a response token (the closing EOS / turn end included)
 An example whose prompt alone fills `seq_len` has no trainable target left; it is marked with
@@ -42,19 +43,29 @@ def segments_to_ids(segments: Sequence[Segment], tokenizer: Tokenizer,
   return ids, trainable
 
 
-def sft_segments(record: Mapping[str, Any], template: PromptTemplate) -> list[Segment]:
-  """The segments of one SFT record: a conversation, plain text, or prompt + response."""
+def template_ids(segments: Sequence[Segment], tokenizer: Tokenizer,
+                 template: PromptTemplate) -> tuple[list[int], list[bool]]:
+  """`segments_to_ids` of a template's segments: BOS added unless the tokenizer's own chat
+  template rendered them (it writes its BOS as text, or none, as transformers tokenizes it)."""
+  return segments_to_ids(segments, tokenizer, add_bos=not template.writes_bos(tokenizer))
+
+
+def sft_ids(record: Mapping[str, Any], tokenizer: Tokenizer,
+            template: PromptTemplate) -> tuple[list[int], list[bool]]:
+  """The ids of one SFT record (a conversation, plain text, or prompt + response) and, per id,
+  whether it is trained on."""
+  if "text" in record:  # pretraining text: every token is a target, whatever the template
+    return segments_to_ids([Segment(record["text"], trainable=True, append_eos=True)], tokenizer)
   if "messages" in record:
-    return template.chat_segments(record["messages"])
-  if "text" in record:  # pretraining text: every token is a target
-    return [Segment(record["text"], trainable=True, append_eos=True)]
-  return template.sft_segments(record["prompt"], record["response"])
+    return template_ids(template.chat_segments(record["messages"], tokenizer), tokenizer, template)
+  return template_ids(template.sft_segments(record["prompt"], record["response"], tokenizer), tokenizer,
+                      template)
 
 
 def encode_sft(record: Mapping[str, Any], tokenizer: Tokenizer, template: PromptTemplate,
                seq_len: int) -> dict[str, Any]:
   """One SFT record -> tokens / targets / loss_mask (+ `truncated`, or `_drop` if unusable)."""
-  ids, trainable = segments_to_ids(sft_segments(record, template), tokenizer)
+  ids, trainable = sft_ids(record, tokenizer, template)
   n = len(ids)
   targets = ids[1:] + [0]
   mask = trainable[1:] + [False]
@@ -87,7 +98,7 @@ def prompt_ids(problem: str, tokenizer: Tokenizer, template: PromptTemplate) -> 
   these ids (`PromptTemplate.sft_segments` begins with `prompt_segments`), so a checkpoint is
   always measured on the prompts it was trained on.
   """
-  ids, _ = segments_to_ids(template.prompt_segments(problem), tokenizer)
+  ids, _ = template_ids(template.prompt_segments(problem, tokenizer), tokenizer, template)
   return ids
 
 
@@ -105,7 +116,7 @@ def encode_prompt(record: Mapping[str, Any], tokenizer: Tokenizer, template: Pro
 def encode_scored(prompt: str, response: str, tokenizer: Tokenizer,
                   template: PromptTemplate) -> list[int]:
   """Prompt + response + EOS, as a reward model reads it (the score sits on the last token)."""
-  ids, _ = segments_to_ids(template.sft_segments(prompt, response), tokenizer)
+  ids, _ = template_ids(template.sft_segments(prompt, response, tokenizer), tokenizer, template)
   return ids
 
 

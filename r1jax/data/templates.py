@@ -9,6 +9,12 @@
 - `chat`: instruction data (no reasoning), in chat form.
 - `raw`: the prompt text as is (pretraining text, pre-formatted data).
 
+The chat form is `chat_format`: a built-in of `chat.py` (chatml, deepseek, llama3, plain) by name,
+or the tokenizer's own Jinja chat template (`jinja_chat.py`) with "tokenizer" (an error when the
+tokenizer has none) or "auto" (the template when the tokenizer has one, else the built-in its
+marker tokens suggest). The template needs the tokenizer, so the methods below take it; the
+encoders of `encode.py` pass it.
+
 Zero-shot by default: the paper reports that few-shot prompting degrades R1. Shots can be given in
 config (`template.shots = [{"prompt": …, "response": …}, …]`); they are rendered as earlier turns.
 """
@@ -19,6 +25,8 @@ from typing import Any, Mapping, Sequence
 
 from r1jax.data import chat
 from r1jax.data.chat import Segment
+from r1jax.data.jinja_chat import JinjaChat
+from r1jax.data.tokenizer import Tokenizer
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
@@ -51,7 +59,7 @@ class PromptTemplate:
   """Turns a problem (or a conversation) into model text; one object per training stage."""
 
   name: str = "r1_zero"
-  chat_format: str = "plain"              # chat.py format for r1 / chat templates
+  chat_format: str = "plain"              # chat.CHAT_FORMAT_NAMES, for the r1 / chat templates
   system: str | None = None               # optional system message (chat forms)
   generation_prefix: str = ""             # forced start of the answer, e.g. "<think>\n"
   shots: tuple[tuple[str, str], ...] = ()  # (prompt, response) few-shot examples
@@ -59,14 +67,36 @@ class PromptTemplate:
   def __post_init__(self):
     if self.name not in TEMPLATE_NAMES:
       raise ValueError(f"template.name: {self.name!r} is not one of {TEMPLATE_NAMES}")
-    chat.get_chat_format(self.chat_format)  # raises on an unknown name
+    if self.chat_format not in chat.CHAT_FORMAT_NAMES:
+      raise KeyError(f"unknown chat format {self.chat_format!r}; known: {sorted(chat.CHAT_FORMAT_NAMES)}")
+
+  # --- the chat form ---------------------------------------------------------------------------
+  def chat_form(self, tokenizer: Tokenizer | None = None) -> chat.ChatFormat | JinjaChat:
+    """The chat form `chat_format` selects (see the module docstring) for `tokenizer`."""
+    if self.chat_format not in chat.TOKENIZER_FORMATS:
+      return chat.get_chat_format(self.chat_format)
+    if tokenizer is None:
+      raise ValueError(f"template.chat_format={self.chat_format!r} renders with the tokenizer's chat "
+                       "template: pass the tokenizer")
+    if getattr(tokenizer, "chat_template", None):
+      return JinjaChat.of(tokenizer)
+    if self.chat_format == "tokenizer":
+      raise ValueError("template.chat_format='tokenizer': the tokenizer has no chat_template (neither "
+                       "tokenizer_config.json nor chat_template.jinja holds one); use 'auto' to fall back "
+                       f"to a built-in, or name one of {sorted(chat.CHAT_FORMATS)}")
+    return chat.get_chat_format(tokenizer.chat_style())
+
+  def writes_bos(self, tokenizer: Tokenizer | None = None) -> bool:
+    """True when the tokenizer's chat template renders the text: it writes its BOS (or none) itself,
+    and the ids are its text tokenized as is (transformers' `apply_chat_template` ids)."""
+    return self.name in ("r1", "chat") and isinstance(self.chat_form(tokenizer), JinjaChat)
 
   # --- prompts for sampling --------------------------------------------------------------------
-  def prompt_text(self, problem: str) -> str:
+  def prompt_text(self, problem: str, tokenizer: Tokenizer | None = None) -> str:
     """The text a policy continues from (RL rollouts, evaluation)."""
-    return "".join(s.text for s in self.prompt_segments(problem))
+    return "".join(s.text for s in self.prompt_segments(problem, tokenizer))
 
-  def prompt_segments(self, problem: str) -> list[Segment]:
+  def prompt_segments(self, problem: str, tokenizer: Tokenizer | None = None) -> list[Segment]:
     if self.name == "raw":
       return [Segment(problem + self.generation_prefix)]
     if self.name == "r1_zero":
@@ -76,11 +106,14 @@ class PromptTemplate:
         demos = "".join(f"User: {p}. Assistant:{_lead_space(r)}\n" for p, r in self.shots)
         text = head + demos + "User: " + tail
       return [Segment(text + self.generation_prefix)]
-    return chat.render_chat(self._messages(problem, None), self.chat_format,
+    form = self.chat_form(tokenizer)
+    if isinstance(form, JinjaChat):
+      return [Segment(form.prompt(self._messages(problem, None)) + self.generation_prefix)]
+    return chat.render_chat(self._messages(problem, None), form,
                             add_generation_prompt=True, generation_prefix=self.generation_prefix)
 
   # --- SFT examples ----------------------------------------------------------------------------
-  def sft_segments(self, problem: str, response: str) -> list[Segment]:
+  def sft_segments(self, problem: str, response: str, tokenizer: Tokenizer | None = None) -> list[Segment]:
     """Prompt (no loss) + response (loss, ends with the turn end / EOS).
 
     The prompt part is exactly `prompt_segments(problem)`, generation prefix included (it is
@@ -89,23 +122,35 @@ class PromptTemplate:
     """
     prefix = self.generation_prefix
     body = response[len(prefix):] if prefix and response.startswith(prefix) else response
-    prompt = self.prompt_segments(problem)
+    prompt = self.prompt_segments(problem, tokenizer)
     if self.name == "raw":
       return prompt + [Segment(body, trainable=True, append_eos=True)]
     if self.name == "r1_zero":
       return prompt + [Segment(_lead_space(body), trainable=True, append_eos=True)]
-    f = chat.get_chat_format(self.chat_format)
-    tail = [Segment(body + f.assistant_end, trainable=True, append_eos=f.uses_eos_id)]
-    if f.after_assistant:
-      tail.append(Segment(f.after_assistant))
+    form = self.chat_form(tokenizer)
+    if isinstance(form, JinjaChat):
+      # The template renders the whole answer (prefix + body); the prefix is already in the prompt.
+      _, trainable, after = form.assistant_turn(self._messages(problem, None), prefix + body)
+      if not trainable.startswith(prefix):
+        raise ValueError(f"{form.origin}: the chat template renders the assistant content "
+                         f"{trainable[:40]!r}, which does not start with template.generation_prefix {prefix!r}")
+      tail = [Segment(trainable[len(prefix):], trainable=True)]
+      return prompt + tail + ([Segment(after)] if after else [])
+    tail = [Segment(body + form.assistant_end, trainable=True, append_eos=form.uses_eos_id)]
+    if form.after_assistant:
+      tail.append(Segment(form.after_assistant))
     return prompt + tail
 
-  def chat_segments(self, messages: Sequence[Mapping[str, str]]) -> list[Segment]:
-    """A whole conversation (instruction data) in this template's chat format."""
+  def chat_segments(self, messages: Sequence[Mapping[str, str]],
+                    tokenizer: Tokenizer | None = None) -> list[Segment]:
+    """A whole conversation (instruction data) in this template's chat form."""
     msgs = list(messages)
     if self.system is not None and msgs and msgs[0].get("role") != "system":
       msgs = [{"role": "system", "content": self.system}] + msgs
-    return chat.render_chat(msgs, self.chat_format)
+    form = self.chat_form(tokenizer)
+    if isinstance(form, JinjaChat):
+      return form.segments(msgs)
+    return chat.render_chat(msgs, form)
 
   def _messages(self, problem: str, response: str | None) -> list[dict[str, str]]:
     msgs: list[dict[str, str]] = []

@@ -119,6 +119,16 @@ class Tokenizer(abc.ABC):
   def is_special(self, token_id: int) -> bool:
     """True for control tokens (dropped by `decode(skip_special=True)`)."""
 
+  def chat_style(self) -> str:
+    """The built-in chat format of this vocabulary (`chat.py`), guessed from its marker tokens."""
+    if self.token_to_id("<|im_start|>") is not None:
+      return "chatml"
+    if self.token_to_id("<｜User｜>") is not None:
+      return "deepseek"
+    if self.token_to_id("<|start_header_id|>") is not None:
+      return "llama3"
+    return "plain"
+
 
 # ---------------------------------------------------------------------------------------------
 # sentencepiece
@@ -250,14 +260,20 @@ def train_sentencepiece(lines: Iterable[str], vocab_size: int = 1024, model_type
 class HFTokenizer(Tokenizer):
   """A `tokenizers.Tokenizer` (Qwen / DeepSeek / Llama `tokenizer.json`) plus its config's names.
 
-  `config` is the parsed `tokenizer_config.json` (optional): its `bos_token`, `eos_token`,
-  `pad_token` and `chat_template` are used when present.
+  `config` is the parsed `tokenizer_config.json` (optional): its `bos_token`, `eos_token` and
+  `pad_token` are used when present. `chat_template` is the Jinja chat template (`jinja_chat.py`
+  renders it): the one given, else the config's (its "default" entry when it holds several);
+  `chat_template_origin` says where it was read, for errors.
   """
 
-  def __init__(self, tokenizer, config: dict | None = None):
+  def __init__(self, tokenizer, config: dict | None = None, chat_template: str | None = None,
+               chat_template_origin: str = "tokenizer_config.json"):
     self._tok = tokenizer
     self.config = dict(config or {})
-    self.chat_template: str | None = self.config.get("chat_template")
+    if chat_template is None:
+      chat_template = _config_chat_template(self.config.get("chat_template"), chat_template_origin)
+    self.chat_template: str | None = chat_template or None
+    self.chat_template_origin = chat_template_origin
     self._special = {int(i) for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
     eos = _first_not_none(self._named_id("eos_token"), self._first_present(_EOS_CANDIDATES))
     if eos is None:
@@ -270,17 +286,25 @@ class HFTokenizer(Tokenizer):
     self.unk_id = self._named_id("unk_token")
 
   def __reduce__(self):  # picklable (Grain multiprocess workers): rebuild from the JSON
-    return (_hf_from_str, (self._tok.to_str(), self.config))
+    return (_hf_from_str, (self._tok.to_str(), self.config, self.chat_template,
+                           self.chat_template_origin))
 
   @classmethod
   def from_file(cls, tokenizer_json: str | os.PathLike,
                 config_json: str | os.PathLike | None = None) -> "HFTokenizer":
+    """`config_json` and, beside it, `chat_template.jinja` (which wins over the config's template,
+    as transformers >= 4.43 saves it) are read when they exist."""
     from tokenizers import Tokenizer as RawTokenizer
 
-    config = None
-    if config_json is not None and fs.exists(config_json):
-      config = fs.read_json(config_json)
-    return cls(RawTokenizer.from_str(fs.read_text(tokenizer_json)), config)
+    config, template, origin = None, None, "tokenizer_config.json"
+    if config_json is not None:
+      origin = f"{os.fspath(config_json)}: chat_template"
+      if fs.exists(config_json):
+        config = fs.read_json(config_json)
+      jinja = fs.join(os.fspath(fs.path(config_json).parent), "chat_template.jinja")
+      if fs.exists(jinja):
+        template, origin = fs.read_text(jinja), jinja
+    return cls(RawTokenizer.from_str(fs.read_text(tokenizer_json)), config, template, origin)
 
   @classmethod
   def from_dir(cls, directory: str | os.PathLike) -> "HFTokenizer":
@@ -334,21 +358,27 @@ class HFTokenizer(Tokenizer):
   def id_to_token(self, token_id: int) -> str:
     return self._tok.id_to_token(int(token_id))
 
-  def chat_style(self) -> str:
-    """The chat format of this vocabulary, guessed from its marker tokens (see `chat.py`)."""
-    if self.token_to_id("<|im_start|>") is not None:
-      return "chatml"
-    if self.token_to_id("<｜User｜>") is not None:
-      return "deepseek"
-    if self.token_to_id("<|start_header_id|>") is not None:
-      return "llama3"
-    return "plain"
 
 
-def _hf_from_str(json_str: str, config: dict) -> HFTokenizer:
+def _hf_from_str(json_str: str, config: dict, chat_template: str | None,
+                 chat_template_origin: str) -> HFTokenizer:
   from tokenizers import Tokenizer as RawTokenizer
 
-  return HFTokenizer(RawTokenizer.from_str(json_str), config)
+  return HFTokenizer(RawTokenizer.from_str(json_str), config, chat_template, chat_template_origin)
+
+
+def _config_chat_template(value, origin: str) -> str | None:
+  """tokenizer_config.json's `chat_template`: one string, or a list of {"name", "template"}
+  entries of which "default" is the chat template."""
+  if value is None or isinstance(value, str):
+    return value
+  if isinstance(value, list) and all(isinstance(t, dict) and {"name", "template"} <= t.keys() for t in value):
+    named = {t["name"]: t["template"] for t in value}
+    if "default" not in named:
+      raise ValueError(f"{origin}: several chat templates {sorted(named)} and none named 'default'")
+    return named["default"]
+  raise ValueError(f"{origin}: expected a string or a list of {{'name', 'template'}} entries, "
+                   f"got {type(value).__name__}")
 
 
 def _first_not_none(*values):

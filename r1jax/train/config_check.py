@@ -127,8 +127,8 @@ def check_template(template: Any, key: str = "data.template") -> None:
   if name not in TEMPLATE_NAMES:
     raise _unknown(f"{key}.name", "template", name, TEMPLATE_NAMES)
   chat_format = template.get("chat_format", "plain")
-  if chat_format not in chat.CHAT_FORMATS:
-    raise _unknown(f"{key}.chat_format", "chat format", chat_format, chat.CHAT_FORMATS)
+  if chat_format not in chat.CHAT_FORMAT_NAMES:
+    raise _unknown(f"{key}.chat_format", "chat format", chat_format, chat.CHAT_FORMAT_NAMES)
   try:
     build_template(template)
   except (KeyError, ValueError) as e:
