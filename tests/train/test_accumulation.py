@@ -65,7 +65,9 @@ def test_accumulated_update_equals_the_whole_minibatch(setup, aggregation):
   for micro in ((2, 4) if aggregation == "seq_mean" else (4,)):
     acc, acc_metrics = _update(setup, micro, aggregation)
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(acc, full))
-    assert err <= 1e-6 * scale, (micro, err, scale)
+    # fp32: summing micro-batch gradients reorders the reductions; 1.1e-6 relative was seen under
+    # load on 8 virtual devices, so the bound is 2e-6 of the largest entry (a wrong normaliser is >1e-2).
+    assert err <= 2e-6 * scale, (micro, err, scale)
     assert set(acc_metrics) == set(full_metrics)
     for key, value in full_metrics.items():
       np.testing.assert_allclose(acc_metrics[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{key}, micro {micro}")
